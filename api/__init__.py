@@ -1,0 +1,35 @@
+"""The HTTP API: accepts prompts, enqueues them by task name, relays token streams from Redis.
+
+It never imports workers/ or torch: everything it knows of the workers comes through shared/.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from flask import Flask
+
+from shared import bus
+from shared.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app with its Redis client, its Celery client and every blueprint."""
+    from api import errors, health, requests, streams
+
+    s = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=1024 * 1024, SOCK_SERVER_OPTIONS={"ping_interval": 25})
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["tw_settings"] = s
+    app.extensions["tw_redis"] = bus.connect(s.redis_url)
+    celery = Celery("torchweave-api", broker=s.redis_url)
+    celery.conf.update(broker_connection_retry_on_startup=True, task_send_sent_event=True)
+    app.extensions["tw_celery"] = celery
+    errors.register(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(requests.bp)
+    app.register_blueprint(streams.bp)
+    return app

@@ -1,0 +1,24 @@
+"""Accessors for what create_app() attached to the running app."""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from shared.settings import Settings
+
+
+def settings() -> Settings:
+    s: Settings = current_app.extensions["tw_settings"]
+    return s
+
+
+def redis_client() -> redis.Redis:
+    r: redis.Redis = current_app.extensions["tw_redis"]
+    return r
+
+
+def celery() -> Celery:
+    c: Celery = current_app.extensions["tw_celery"]
+    return c

@@ -1,0 +1,19 @@
+"""Request bodies the API accepts, validated by pydantic before anything is enqueued."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, Field
+
+from shared.messages import SamplingParams
+
+
+class SubmitBody(SamplingParams):
+    """Body of POST /v1/requests, /v1/generate and /v1/generate_nobatch."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=200_000)
+    model: str | None = Field(default=None, min_length=1, max_length=256)
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams.model_validate(self.model_dump(exclude={"prompt", "model"}))

@@ -1,0 +1,1 @@
+"""What crosses Redis: messages, key names, settings. Imports stdlib, pydantic and redis only."""

@@ -1,0 +1,113 @@
+"""Reading and writing TorchWeave's messages in Redis: request hashes, event streams, worker heartbeats.
+
+A request's events live in a Redis Stream whose entry ids are derived from the event
+index, so a reader resumes after any index and a writer can never append an index twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from shared import keys
+from shared.messages import (
+    STREAM_EVENT,
+    GenerationRequest,
+    RequestState,
+    StreamEvent,
+    WorkerInfo,
+)
+
+Pipeline = Any  # redis.client.Pipeline; its generic type varies between redis-py versions
+
+
+def connect(url: str) -> redis.Redis:
+    """A client that returns str and is safe to share between threads."""
+    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+def entry_id(index: int) -> str:
+    """Stream entry id of event `index`: ids must be above 0-0, so index 0 is 1-0."""
+    return f"{index + 1}-0"
+
+
+def save_request(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> None:
+    """Store a new request (queued) in its hash, expiring after ttl_s."""
+    key = keys.request_key(request.request_id)
+    pipe = r.pipeline(transaction=True)
+    fields: dict[str, str] = {"request": request.model_dump_json(), **_state_fields(RequestState())}
+    pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+    pipe.expire(key, ttl_s)
+    pipe.execute()
+
+
+def load_request(r: redis.Redis, request_id: str) -> tuple[GenerationRequest, RequestState] | None:
+    """The request and its state, or None when it is unknown or expired."""
+    fields: dict[str, str] = r.hgetall(keys.request_key(request_id))  # type: ignore[assignment]
+    if "request" not in fields:
+        return None
+    request = GenerationRequest.model_validate_json(fields.pop("request"))
+    return request, decode_state(fields)
+
+
+def _state_fields(state: RequestState, only_set: bool = False) -> dict[str, str]:
+    data = state.model_dump(mode="json", exclude_unset=only_set)
+    if only_set:
+        data["v"] = state.v
+    return {name: json.dumps(value) for name, value in data.items()}
+
+
+def decode_state(fields: dict[str, str]) -> RequestState:
+    """Rebuild a RequestState from its hash fields (each a JSON value)."""
+    names = RequestState.model_fields
+    return RequestState.model_validate({k: json.loads(v) for k, v in fields.items() if k in names})
+
+
+def update_state(pipe: Pipeline, request_id: str, state: RequestState) -> None:
+    """Queue an HSET of the fields set explicitly on `state` (RequestState(status=..., ...))."""
+    pipe.hset(keys.request_key(request_id), mapping=_state_fields(state, only_set=True))
+
+
+def append_event(pipe: Pipeline, request_id: str, event: StreamEvent) -> None:
+    """Queue an XADD of one event under the entry id its index gives."""
+    pipe.xadd(keys.stream_key(request_id), {"data": event.model_dump_json()}, id=entry_id(event.index))
+
+
+def expire_request(pipe: Pipeline, request_id: str, ttl_s: int) -> None:
+    """Queue the expiry of a request's hash and stream, counted from now."""
+    pipe.expire(keys.request_key(request_id), ttl_s)
+    pipe.expire(keys.stream_key(request_id), ttl_s)
+
+
+def read_events(
+    r: redis.Redis, request_id: str, after_index: int = -1, block_ms: int | None = None, count: int | None = 512
+) -> list[StreamEvent]:
+    """Events with index > after_index; with block_ms, wait that long for the first one."""
+    key = keys.stream_key(request_id)
+    start = entry_id(after_index) if after_index >= 0 else "0-0"
+    client: Any = r  # redis-py's reply types are unions too wide to narrow usefully
+    if block_ms is None:
+        # XRANGE's start is inclusive; "(" makes it exclusive.
+        entries = client.xrange(key, min=f"({start}" if after_index >= 0 else "-", count=count)
+    else:
+        reply = client.xread({key: start}, count=count, block=block_ms)
+        entries = reply[0][1] if reply else []
+    return [STREAM_EVENT.validate_json(fields["data"]) for _id, fields in entries]
+
+
+def publish_worker(r: redis.Redis, info: WorkerInfo, ttl_s: int) -> None:
+    """Record a worker's heartbeat; it disappears if not renewed within ttl_s."""
+    r.set(keys.worker_key(info.worker_id), info.model_dump_json(), ex=ttl_s)
+
+
+def remove_worker(r: redis.Redis, worker_id: str) -> None:
+    r.delete(keys.worker_key(worker_id))
+
+
+def list_workers(r: redis.Redis) -> list[WorkerInfo]:
+    """Every worker whose heartbeat has not expired, sorted by id."""
+    names = sorted(r.scan_iter(match=keys.WORKER_PATTERN, count=1000))
+    values: list[str | None] = r.mget(names) if names else []  # type: ignore[assignment]
+    return [WorkerInfo.model_validate_json(v) for v in values if v is not None]

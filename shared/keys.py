@@ -1,0 +1,30 @@
+"""Every Redis key and Celery queue name TorchWeave uses, as functions."""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "tw"
+WORKER_PATTERN = f"{PREFIX}:worker:*"
+GENERATE_TASK = "workers.tasks.generate"
+GENERATE_NOBATCH_TASK = "workers.tasks.generate_nobatch"
+
+
+def request_key(request_id: str) -> str:
+    """Hash holding one request's parameters and state (expires after STREAM_TTL)."""
+    return f"{PREFIX}:req:{request_id}"
+
+
+def stream_key(request_id: str) -> str:
+    """Redis Stream of one request's events: tokens, then done or error."""
+    return f"{PREFIX}:stream:{request_id}"
+
+
+def worker_key(worker_id: str) -> str:
+    """A live worker's heartbeat (WorkerInfo JSON), expiring when heartbeats stop."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+def queue_name(model: str) -> str:
+    """The Celery queue that carries requests for one model."""
+    return "model." + re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")

@@ -1,0 +1,138 @@
+"""The messages that cross Redis, as versioned pydantic models.
+
+Each message carries `v`. Adding an optional field keeps the version; renaming or
+removing one bumps it. Decoders refuse versions they do not know (the Literal does).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+
+class RequestStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RequestStatus.FINISHED, RequestStatus.CANCELLED, RequestStatus.FAILED)
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"  # EOS token or a stop string
+    LENGTH = "length"  # max_new_tokens or the model's context length
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SamplingParams(_Message):
+    """How to sample one request; validated identically at the API and in the worker."""
+
+    max_new_tokens: int = Field(default=64, ge=1, le=1_000_000)
+    temperature: float = Field(default=1.0, ge=0.0, le=100.0)
+    top_k: int = Field(default=0, ge=0, description="0 disables top-k")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list, max_length=8)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class GenerationRequest(_Message):
+    """A prompt to generate from, stored in the request hash; the Celery task carries only its id."""
+
+    v: Literal[1] = 1
+    request_id: str
+    model: str
+    prompt: str = Field(min_length=1)
+    params: SamplingParams
+    created_at: float
+
+
+class Usage(_Message):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RequestState(_Message):
+    """The mutable part of a request's hash; every field but status is filled in as the request runs."""
+
+    v: Literal[1] = 1
+    status: RequestStatus = RequestStatus.QUEUED
+    worker_id: str | None = None
+    started_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    error: str | None = None
+    largest_batch: int | None = None  # the most requests that shared a decode step with this one
+
+
+class TokenEvent(_Message):
+    """New text of one request; `index` counts events from 0 and is the stream entry's id."""
+
+    v: Literal[1] = 1
+    type: Literal["token"] = "token"
+    index: int = Field(ge=0)
+    text: str
+
+
+class DoneEvent(_Message):
+    """The last event of a request that ended normally (or was cancelled)."""
+
+    v: Literal[1] = 1
+    type: Literal["done"] = "done"
+    index: int = Field(ge=0)
+    finish_reason: FinishReason
+    usage: Usage
+
+
+class ErrorEvent(_Message):
+    """The last event of a request that failed; `message` says why."""
+
+    v: Literal[1] = 1
+    type: Literal["error"] = "error"
+    index: int = Field(ge=0)
+    message: str
+
+
+StreamEvent = Annotated[TokenEvent | DoneEvent | ErrorEvent, Field(discriminator="type")]
+STREAM_EVENT = TypeAdapter(StreamEvent)
+
+
+class WorkerInfo(_Message):
+    """A worker's heartbeat: who it is, what it serves, and how busy it is."""
+
+    v: Literal[1] = 1
+    worker_id: str
+    host: str
+    pid: int
+    model: str
+    device: str
+    dtype: str
+    vocab_size: int
+    eos_token_id: int | None
+    max_batch: int
+    max_model_len: int
+    slots_used: int
+    slots_free: int
+    num_steps: int
+    largest_batch: int
+    tokens_generated: int
+    started_at: float
+    updated_at: float

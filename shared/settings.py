@@ -1,0 +1,76 @@
+"""The one place that reads the environment: a frozen settings object shared by every process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+BUILTIN_MODEL = "torchweave-tiny"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    return float(raw) if raw.strip() else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of TorchWeave, read once from the environment."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    model: str = BUILTIN_MODEL
+    cache_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".cache")
+    device: str = ""  # "" picks CUDA when present, else CPU
+    dtype: str = ""  # "" picks bf16 on CUDA, fp32 on CPU
+    max_batch: int = 8
+    max_model_len: int = 0  # 0: the model's own context length, capped at 2048
+    max_new_tokens_limit: int = 4096
+    stream_ttl_s: int = 3600
+    heartbeat_interval_s: float = 2.0
+    sse_heartbeat_s: float = 15.0
+    port: int = 8000
+    flower_port: int = 5555
+    metrics_port: int = 9100
+    public_url: str = ""  # base of stream_url / websocket_url; "" uses the request's host
+
+    @property
+    def worker_ttl_s(self) -> int:
+        """A worker whose heartbeat is older than this counts as dead."""
+        return max(2, int(self.heartbeat_interval_s * 3))
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from an environment mapping (os.environ when None)."""
+    e = dict(os.environ if env is None else env)
+    defaults = Settings()
+    return Settings(
+        redis_url=e.get("REDIS_URL") or defaults.redis_url,
+        model=e.get("MODEL") or defaults.model,
+        cache_dir=Path(e["CACHE_DIR"]) if e.get("CACHE_DIR") else defaults.cache_dir,
+        device=e.get("DEVICE", ""),
+        dtype=e.get("DTYPE", ""),
+        max_batch=_int(e, "MAX_BATCH", defaults.max_batch),
+        max_model_len=_int(e, "MAX_MODEL_LEN", defaults.max_model_len),
+        max_new_tokens_limit=_int(e, "MAX_NEW_TOKENS_LIMIT", defaults.max_new_tokens_limit),
+        stream_ttl_s=_int(e, "STREAM_TTL", defaults.stream_ttl_s),
+        heartbeat_interval_s=_float(e, "HEARTBEAT_INTERVAL", defaults.heartbeat_interval_s),
+        sse_heartbeat_s=_float(e, "SSE_HEARTBEAT", defaults.sse_heartbeat_s),
+        port=_int(e, "PORT", defaults.port),
+        flower_port=_int(e, "FLOWER_PORT", defaults.flower_port),
+        metrics_port=_int(e, "METRICS_PORT", defaults.metrics_port),
+        public_url=e.get("PUBLIC_URL", "").rstrip("/"),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from os.environ on first use."""
+    return settings_from_env()

@@ -1,0 +1,1 @@
+"""Celery workers: each process holds one engine and serves one model's queue."""

@@ -1,0 +1,46 @@
+"""The Celery app of the workers: one queue per model, a thread per batch slot, late acknowledgement.
+
+Run with `celery -A workers.celery_app worker`. The pool, concurrency and queue come from settings,
+so a worker never reserves more requests than its engine can batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init, worker_shutdown
+from kombu import Queue
+
+from shared.keys import queue_name
+from shared.settings import get_settings
+
+settings = get_settings()
+app = Celery("torchweave", broker=settings.redis_url, include=["workers.tasks"])
+app.conf.update(
+    worker_pool="threads",
+    worker_concurrency=settings.max_batch,
+    worker_prefetch_multiplier=1,
+    task_acks_late=True,
+    task_ignore_result=True,
+    task_queues=[Queue(queue_name(settings.model))],
+    task_default_queue=queue_name(settings.model),
+    worker_send_task_events=True,  # Flower shows each request's state and duration
+    task_send_sent_event=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+
+@worker_init.connect
+def _start_engine(**_: Any) -> None:
+    from workers import runtime
+
+    runtime.start(settings)
+
+
+@worker_shutdown.connect
+def _stop_engine(**_: Any) -> None:
+    from workers import runtime
+
+    runtime.stop()

@@ -1,0 +1,9 @@
+"""The inference engine: continuous batching over a slot-based KV cache.
+
+It knows nothing of Celery, Redis or text: token ids in, token ids out.
+"""
+
+from workers.engine.engine import LLMEngine, StepOutput
+from workers.engine.sequence import SamplingOptions, Sequence, SequenceStatus
+
+__all__ = ["LLMEngine", "SamplingOptions", "Sequence", "SequenceStatus", "StepOutput"]

@@ -1,0 +1,102 @@
+"""The engine: add requests at any time, call step() in a loop, read what each step produced.
+
+Each step admits waiting sequences into free slots and prefills them, decodes every
+running sequence by one token in a single batched forward pass, samples, and retires
+the finished. Sequences join and leave between steps (continuous batching).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from workers.engine.model_runner import ModelRunner
+from workers.engine.sampler import Sampler
+from workers.engine.scheduler import Scheduler
+from workers.engine.sequence import SamplingOptions, Sequence, SequenceStatus
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """One new token of one sequence, and whether that sequence is now finished."""
+
+    seq_id: str
+    token_id: int
+    num_prompt_tokens: int
+    num_output_tokens: int
+    finish_reason: str | None  # None while the sequence runs on
+    largest_batch: int
+
+
+@dataclass
+class EngineStats:
+    num_steps: int = 0
+    largest_batch: int = 0
+    tokens_generated: int = 0
+
+
+class LLMEngine:
+    def __init__(self, model: Any, max_batch: int, max_model_len: int, eos_token_ids: set[int]) -> None:
+        self.max_batch = max_batch
+        self.max_model_len = max_model_len
+        self.runner = ModelRunner(model, max_batch, max_model_len)
+        self.sampler = Sampler(self.runner.device)
+        self.scheduler = Scheduler(max_batch, max_model_len, eos_token_ids)
+        self.seqs: dict[str, Sequence] = {}
+        self.stats = EngineStats()
+
+    @property
+    def num_free_slots(self) -> int:
+        return self.scheduler.slots.num_free
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    def add_request(self, seq_id: str, prompt_ids: list[int], options: SamplingOptions) -> None:
+        """Queue a sequence; it joins the batch at the next step. Refuses a prompt that leaves no room."""
+        if not prompt_ids:
+            raise ValueError("the prompt has no tokens")
+        if len(prompt_ids) >= self.max_model_len:
+            raise ValueError(
+                f"the prompt has {len(prompt_ids)} tokens; the model's context is {self.max_model_len}"
+            )
+        if seq_id in self.seqs:
+            raise ValueError(f"sequence {seq_id} is already in the engine")
+        seq = Sequence(seq_id, list(prompt_ids), options)
+        self.seqs[seq_id] = seq
+        self.scheduler.add(seq)
+
+    def abort(self, seq_id: str) -> bool:
+        """Remove a sequence now, freeing its slot; False if it is unknown or already finished."""
+        seq = self.seqs.pop(seq_id, None)
+        if seq is None:
+            return False
+        self.scheduler.finish(seq, SequenceStatus.FINISHED_ABORTED)
+        return True
+
+    @torch.inference_mode()
+    def step(self) -> list[StepOutput]:
+        """Run one scheduling step; returns one output per sequence that took part."""
+        schedule = self.scheduler.schedule()
+        seqs = schedule.seqs
+        if not seqs:
+            return []
+        rows = [self.runner.prefill(seq)[None] for seq in schedule.prefill]
+        if schedule.decode:
+            rows.append(self.runner.decode(schedule.decode))
+        token_ids = self.sampler.sample(torch.cat(rows), seqs)
+        for seq in seqs:
+            seq.largest_batch = max(seq.largest_batch, len(seqs))
+        self.scheduler.postprocess(seqs, token_ids)
+        self.stats.num_steps += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(seqs))
+        self.stats.tokens_generated += len(seqs)
+        outputs = []
+        for seq, token_id in zip(seqs, token_ids, strict=True):
+            if seq.status.is_finished:
+                del self.seqs[seq.seq_id]
+            outputs.append(StepOutput(seq.seq_id, token_id, len(seq.prompt_ids), len(seq.output_ids),
+                                      seq.status.finish_reason, seq.largest_batch))
+        return outputs
