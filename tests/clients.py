@@ -1,0 +1,71 @@
+"""Small HTTP, SSE and WebSocket clients for the tests, written against the public API only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import simple_websocket
+
+
+@dataclass
+class SseEvent:
+    event: str
+    data: Any
+    id: str | None = None
+
+
+def submit(url: str, timeout: float = 10, **body: Any) -> dict[str, Any]:
+    """POST /v1/requests; asserts the 202 and returns its body."""
+    resp = requests.post(f"{url}/v1/requests", json=body, timeout=timeout)
+    assert resp.status_code == 202, resp.text
+    result: dict[str, Any] = resp.json()
+    return result
+
+
+def parse_sse(lines: Any) -> list[SseEvent]:
+    """Events of an SSE response (comments skipped), in order, until the server closes."""
+    events, fields = [], {}
+    for raw in lines:
+        line = raw.decode() if isinstance(raw, bytes) else raw
+        if line == "":
+            if "data" in fields:
+                events.append(SseEvent(fields.get("event", "message"), json.loads(fields["data"]), fields.get("id")))
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+    return events
+
+
+def read_sse(url: str, method: str = "GET", timeout: float = 60, **kwargs: Any) -> list[SseEvent]:
+    with requests.request(method, url, stream=True, timeout=timeout, **kwargs) as resp:
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        return parse_sse(resp.iter_lines(decode_unicode=False, delimiter=b"\n"))
+
+
+def read_ws(ws_url: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """Every message of a WebSocket until the server closes it."""
+    ws = simple_websocket.Client.connect(ws_url)
+    messages = []
+    try:
+        while True:
+            msg = ws.receive(timeout=timeout)
+            if msg is None:
+                raise TimeoutError("no WebSocket message within the timeout")
+            messages.append(json.loads(msg))
+            if messages[-1]["event"] != "token":
+                break
+    except simple_websocket.ConnectionClosed:
+        pass
+    finally:
+        if ws.connected:
+            ws.close()
+    return messages
+
+
+def stream_text(events: list[SseEvent]) -> str:
+    return "".join(e.data["text"] for e in events if e.event == "token")
