@@ -1,4 +1,4 @@
-"""Errors as JSON `{"error": {"message", "type", "param", "code"}}`, with the right status; never a bare 500."""
+"""Errors as JSON `{"error": {"message", "type", "param", "code"}}` with the right status, never a 500."""
 
 from __future__ import annotations
 
@@ -15,8 +15,14 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error the client should see: status, message and the request field it concerns."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code = status, message, param, code
         self.headers = headers or {}

@@ -33,6 +33,15 @@ def model() -> Response:
     if not workers:
         raise ApiError(503, f"no live worker serves model {name!r}", param="model", code="no_worker")
     w = workers[0]
-    return jsonify({"model": name, "vocab_size": w.vocab_size, "eos_token_id": w.eos_token_id,
-                    "device": w.device, "dtype": w.dtype, "max_batch_size": w.max_batch,
-                    "max_model_len": w.max_model_len, "workers": [x.model_dump() for x in workers]})
+    return jsonify(
+        {
+            "model": name,
+            "vocab_size": w.vocab_size,
+            "eos_token_id": w.eos_token_id,
+            "device": w.device,
+            "dtype": w.dtype,
+            "max_batch_size": w.max_batch,
+            "max_model_len": w.max_model_len,
+            "workers": [x.model_dump() for x in workers],
+        }
+    )

@@ -19,8 +19,9 @@ class StreamGone(Exception):
     """The request's record expired (or was deleted) while it was being followed."""
 
 
-def follow(r: redis.Redis, request_id: str, after_index: int = -1,
-           heartbeat_s: float = 15.0) -> Iterator[StreamEvent | None]:
+def follow(
+    r: redis.Redis, request_id: str, after_index: int = -1, heartbeat_s: float = 15.0
+) -> Iterator[StreamEvent | None]:
     """Yield events after `after_index` as they arrive, until the done or error event.
 
     Yields None after heartbeat_s without an event, so the caller can keep the connection alive.

@@ -32,9 +32,13 @@ def create_request() -> tuple[Response, int]:
     """Accept a prompt; 202 with the id and where to follow its tokens."""
     gen = submit(parse_submit_body())
     rid = gen.request_id
-    body = {"id": rid, "model": gen.model, "status": "queued",
-            "stream_url": f"{_base_url()}/v1/requests/{rid}/stream",
-            "websocket_url": f"{_base_url(ws=True)}/v1/requests/{rid}/ws"}
+    body = {
+        "id": rid,
+        "model": gen.model,
+        "status": "queued",
+        "stream_url": f"{_base_url()}/v1/requests/{rid}/stream",
+        "websocket_url": f"{_base_url(ws=True)}/v1/requests/{rid}/ws",
+    }
     return jsonify(body), 202
 
 
@@ -56,13 +60,21 @@ def get_request(request_id: str) -> Response:
     events = bus.read_events(context.redis_client(), request_id, count=None)
     text = "".join(e.text for e in events if isinstance(e, TokenEvent))
     body: dict[str, Any] = {
-        "id": request_id, "model": gen.model, "status": state.status.value, "text": text,
-        "finish_reason": state.finish_reason, "usage": state.usage.model_dump() if state.usage else None,
-        "error": state.error, "worker_id": state.worker_id, "created_at": gen.created_at,
+        "id": request_id,
+        "model": gen.model,
+        "status": state.status.value,
+        "text": text,
+        "finish_reason": state.finish_reason,
+        "usage": state.usage.model_dump() if state.usage else None,
+        "error": state.error,
+        "worker_id": state.worker_id,
+        "created_at": gen.created_at,
         "largest_batch": state.largest_batch,
-        "timings": {"queued_s": _ago(gen.created_at, state.started_at),
-                    "ttft_s": _ago(gen.created_at, state.first_token_at),
-                    "total_s": _ago(gen.created_at, state.finished_at)},
+        "timings": {
+            "queued_s": _ago(gen.created_at, state.started_at),
+            "ttft_s": _ago(gen.created_at, state.first_token_at),
+            "total_s": _ago(gen.created_at, state.finished_at),
+        },
     }
     return jsonify(body)
 
@@ -87,8 +99,11 @@ def generate() -> Response:
         except StreamGone:
             yield sse_named("error", {"message": "the request expired"})
 
-    return Response(stream_with_context(events()), mimetype="text/event-stream",
-                    headers={**SSE_HEADERS, "X-Request-Id": gen.request_id})
+    return Response(
+        stream_with_context(events()),
+        mimetype="text/event-stream",
+        headers={**SSE_HEADERS, "X-Request-Id": gen.request_id},
+    )
 
 
 @bp.post("/generate_nobatch")
@@ -107,6 +122,12 @@ def generate_nobatch() -> Response:
         elif event.type == "error":
             raise ApiError(500, f"generation failed: {event.message}", code="generation_failed")
         else:
-            return jsonify({"id": gen.request_id, "text": "".join(text), "finish_reason": event.finish_reason,
-                            "usage": event.usage.model_dump()})
+            return jsonify(
+                {
+                    "id": gen.request_id,
+                    "text": "".join(text),
+                    "finish_reason": event.finish_reason,
+                    "usage": event.usage.model_dump(),
+                }
+            )
     raise ApiError(500, "the stream ended without a done event")

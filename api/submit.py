@@ -55,8 +55,13 @@ def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationR
     model = body.model or context.settings().model
     if model not in known_models():
         raise ApiError(404, f"model {model!r} is not served here", param="model", code="model_not_found")
-    gen = GenerationRequest(request_id=uuid.uuid4().hex, model=model, prompt=body.prompt,
-                            params=body.sampling(), created_at=time.time())
+    gen = GenerationRequest(
+        request_id=uuid.uuid4().hex,
+        model=model,
+        prompt=body.prompt,
+        params=body.sampling(),
+        created_at=time.time(),
+    )
     bus.save_request(context.redis_client(), gen, context.settings().stream_ttl_s)
     context.celery().send_task(task_name, args=[gen.request_id], queue=keys.queue_name(model))
     return gen

@@ -82,7 +82,11 @@ def expire_request(pipe: Pipeline, request_id: str, ttl_s: int) -> None:
 
 
 def read_events(
-    r: redis.Redis, request_id: str, after_index: int = -1, block_ms: int | None = None, count: int | None = 512
+    r: redis.Redis,
+    request_id: str,
+    after_index: int = -1,
+    block_ms: int | None = None,
+    count: int | None = 512,
 ) -> list[StreamEvent]:
     """Events with index > after_index; with block_ms, wait that long for the first one."""
     key = keys.stream_key(request_id)

@@ -39,6 +39,7 @@ class Settings:
     port: int = 8000
     flower_port: int = 5555
     metrics_port: int = 9100
+    num_workers: int = 1  # worker processes `make run` starts
     public_url: str = ""  # base of stream_url / websocket_url; "" uses the request's host
 
     @property
@@ -66,6 +67,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         port=_int(e, "PORT", defaults.port),
         flower_port=_int(e, "FLOWER_PORT", defaults.flower_port),
         metrics_port=_int(e, "METRICS_PORT", defaults.metrics_port),
+        num_workers=_int(e, "WORKERS", defaults.num_workers),
         public_url=e.get("PUBLIC_URL", "").rstrip("/"),
     )
 

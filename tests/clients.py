@@ -17,9 +17,9 @@ class SseEvent:
     id: str | None = None
 
 
-def submit(url: str, timeout: float = 10, **body: Any) -> dict[str, Any]:
+def submit(url: str, **body: Any) -> dict[str, Any]:
     """POST /v1/requests; asserts the 202 and returns its body."""
-    resp = requests.post(f"{url}/v1/requests", json=body, timeout=timeout)
+    resp = requests.post(f"{url}/v1/requests", json=body, timeout=10)
     assert resp.status_code == 202, resp.text
     result: dict[str, Any] = resp.json()
     return result
@@ -27,12 +27,15 @@ def submit(url: str, timeout: float = 10, **body: Any) -> dict[str, Any]:
 
 def parse_sse(lines: Any) -> list[SseEvent]:
     """Events of an SSE response (comments skipped), in order, until the server closes."""
-    events, fields = [], {}
+    events: list[SseEvent] = []
+    fields: dict[str, str] = {}
     for raw in lines:
         line = raw.decode() if isinstance(raw, bytes) else raw
         if line == "":
             if "data" in fields:
-                events.append(SseEvent(fields.get("event", "message"), json.loads(fields["data"]), fields.get("id")))
+                events.append(
+                    SseEvent(fields.get("event", "message"), json.loads(fields["data"]), fields.get("id"))
+                )
             fields = {}
         elif not line.startswith(":"):
             name, _, value = line.partition(":")

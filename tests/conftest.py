@@ -43,9 +43,18 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server_env(redis_url: str, cache_dir: Path) -> dict[str, str]:
     """The environment every server process of the session gets."""
     env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "DEVICE", "DTYPE", "MAX_MODEL_LEN")}
-    env.update(REDIS_URL=redis_url, CACHE_DIR=str(cache_dir), MAX_BATCH="8", HEARTBEAT_INTERVAL="0.5",
-               SSE_HEARTBEAT="2", DEVICE="cpu", DTYPE="fp32", PYTHONPATH=str(PROJECT_ROOT),
-               OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env.update(
+        REDIS_URL=redis_url,
+        CACHE_DIR=str(cache_dir),
+        MAX_BATCH="8",
+        HEARTBEAT_INTERVAL="0.5",
+        SSE_HEARTBEAT="2",
+        DEVICE="cpu",
+        DTYPE="fp32",
+        PYTHONPATH=str(PROJECT_ROOT),
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     return env
 
 

@@ -67,11 +67,25 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Pr
     """A Celery worker process on the env's MODEL; returns once its heartbeat is in Redis."""
     r = bus.connect(env["REDIS_URL"])
     before = {w.worker_id for w in bus.list_workers(r)}
-    cmd = [str(VENV_BIN / "celery"), "-A", "workers.celery_app", "worker", "-l", "warning",
-           "--hostname", f"{name}-{os.getpid()}@%h", "--without-mingle", "--without-gossip"]
+    cmd = [
+        str(VENV_BIN / "celery"),
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-l",
+        "warning",
+        "--hostname",
+        f"{name}-{os.getpid()}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     proc = Process(name, cmd, env, log_dir)
-    wait_for(lambda: any(w.pid == proc.pid for w in bus.list_workers(r) if w.worker_id not in before),
-             120, f"{name} heartbeat", proc)
+    wait_for(
+        lambda: any(w.pid == proc.pid for w in bus.list_workers(r) if w.worker_id not in before),
+        120,
+        f"{name} heartbeat",
+        proc,
+    )
     return proc
 
 

@@ -26,13 +26,23 @@ def worker_info(service: EngineService, started_at: float) -> WorkerInfo:
     engine, loaded = service.engine, service.loaded
     stats = engine.stats
     return WorkerInfo(
-        worker_id=service.worker_id, host=socket.gethostname(), pid=os.getpid(), model=loaded.name,
-        device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."),
-        vocab_size=len(loaded.tokenizer), eos_token_id=loaded.tokenizer.eos_token_id,
-        max_batch=engine.max_batch, max_model_len=engine.max_model_len,
-        slots_used=engine.max_batch - engine.num_free_slots, slots_free=engine.num_free_slots,
-        num_steps=stats.num_steps, largest_batch=stats.largest_batch, tokens_generated=stats.tokens_generated,
-        started_at=started_at, updated_at=time.time(),
+        worker_id=service.worker_id,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        model=loaded.name,
+        device=str(loaded.device),
+        dtype=str(loaded.dtype).removeprefix("torch."),
+        vocab_size=len(loaded.tokenizer),
+        eos_token_id=loaded.tokenizer.eos_token_id,
+        max_batch=engine.max_batch,
+        max_model_len=engine.max_model_len,
+        slots_used=engine.max_batch - engine.num_free_slots,
+        slots_free=engine.num_free_slots,
+        num_steps=stats.num_steps,
+        largest_batch=stats.largest_batch,
+        tokens_generated=stats.tokens_generated,
+        started_at=started_at,
+        updated_at=time.time(),
     )
 
 

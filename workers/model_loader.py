@@ -12,8 +12,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from shared.settings import BUILTIN_MODEL
 from workers.builtin_model import ensure_builtin_model
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 @dataclass
@@ -52,5 +58,6 @@ def load_model(name: str, cache_dir: Path, device: str = "", dtype: str = "") ->
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dt).to(dev).eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+    model = model.to(dev).eval()
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev, dtype=dt)

@@ -32,19 +32,35 @@ def generate_alone(service: EngineService, request_id: str) -> None:
         else:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_k": params.top_k or None,
-                        "top_p": params.top_p} if params.temperature > 0 else {"do_sample": False}
+            sampling = (
+                {
+                    "do_sample": True,
+                    "temperature": params.temperature,
+                    "top_k": params.top_k or None,
+                    "top_p": params.top_p,
+                }
+                if params.temperature > 0
+                else {"do_sample": False}
+            )
             ids = torch.tensor([prompt_ids], device=loaded.device)
-            out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
-                                        pad_token_id=loaded.tokenizer.pad_token_id, **sampling)
-            new_ids = out[0, len(prompt_ids):].tolist()
+            out = loaded.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new,
+                pad_token_id=loaded.tokenizer.pad_token_id,
+                **sampling,
+            )
+            new_ids = out[0, len(prompt_ids) :].tolist()
     text_output = TextOutput(loaded.tokenizer, params.stop)
     text = "".join(text_output.push(t) for t in new_ids) + text_output.finish()
     eos = loaded.tokenizer.eos_token_id
     stopped = text_output.stopped or (bool(new_ids) and new_ids[-1] == eos)
     reason = FinishReason.STOP if stopped else FinishReason.LENGTH
-    usage = Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(new_ids),
-                  total_tokens=len(prompt_ids) + len(new_ids))
+    usage = Usage(
+        prompt_tokens=len(prompt_ids),
+        completion_tokens=len(new_ids),
+        total_tokens=len(prompt_ids) + len(new_ids),
+    )
     now = time.time()
     pipe = service.redis.pipeline(transaction=False)
     index = 0
@@ -52,8 +68,19 @@ def generate_alone(service: EngineService, request_id: str) -> None:
         bus.append_event(pipe, request_id, TokenEvent(index=0, text=text))
         index = 1
     bus.append_event(pipe, request_id, DoneEvent(index=index, finish_reason=reason, usage=usage))
-    bus.update_state(pipe, request_id, RequestState(
-        status=RequestStatus.FINISHED, worker_id=service.worker_id, started_at=started, first_token_at=now,
-        finished_at=now, finish_reason=reason, usage=usage, largest_batch=1))
+    bus.update_state(
+        pipe,
+        request_id,
+        RequestState(
+            status=RequestStatus.FINISHED,
+            worker_id=service.worker_id,
+            started_at=started,
+            first_token_at=now,
+            finished_at=now,
+            finish_reason=reason,
+            usage=usage,
+            largest_batch=1,
+        ),
+    )
     bus.expire_request(pipe, request_id, service.settings.stream_ttl_s)
     pipe.execute()

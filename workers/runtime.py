@@ -25,8 +25,14 @@ def start(settings: Settings | None = None) -> EngineService:
         _service.start()
         _heartbeat = Heartbeat(_service)
         _heartbeat.start()
-        log.info("worker %s serves %s on %s (max batch %d, context %d)", _service.worker_id, s.model,
-                 loaded.device, s.max_batch, _service.max_model_len)
+        log.info(
+            "worker %s serves %s on %s (max batch %d, context %d)",
+            _service.worker_id,
+            s.model,
+            loaded.device,
+            s.max_batch,
+            _service.max_model_len,
+        )
     return _service
 
 

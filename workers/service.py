@@ -56,8 +56,9 @@ def context_length(loaded: LoadedModel, settings: Settings) -> int:
 
 def sampling_options(request: GenerationRequest) -> SamplingOptions:
     p = request.params
-    return SamplingOptions(max_new_tokens=p.max_new_tokens, temperature=p.temperature, top_k=p.top_k,
-                           top_p=p.top_p, seed=p.seed)
+    return SamplingOptions(
+        max_new_tokens=p.max_new_tokens, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, seed=p.seed
+    )
 
 
 class EngineService:
@@ -68,8 +69,9 @@ class EngineService:
         self.worker_id = worker_id
         self.max_model_len = context_length(loaded, settings)
         eos = loaded.tokenizer.eos_token_id
-        self.engine = LLMEngine(loaded.model, settings.max_batch, self.max_model_len,
-                                set() if eos is None else {eos})
+        self.engine = LLMEngine(
+            loaded.model, settings.max_batch, self.max_model_len, set() if eos is None else {eos}
+        )
         # One forward pass at a time: engine steps and the no-batching baseline share the model.
         self.model_lock = threading.Lock()
         self._inbox: queue.Queue[ActiveRequest] = queue.Queue()
@@ -97,8 +99,11 @@ class EngineService:
         request, state = loaded
         if state.status.is_final:  # a redelivered task whose request already ended
             return
-        active = ActiveRequest(request, self.loaded.tokenizer.encode(request.prompt),
-                               TextOutput(self.loaded.tokenizer, request.params.stop))
+        active = ActiveRequest(
+            request,
+            self.loaded.tokenizer.encode(request.prompt),
+            TextOutput(self.loaded.tokenizer, request.params.stop),
+        )
         self._inbox.put(active)
         active.done.wait()
 
@@ -125,7 +130,9 @@ class EngineService:
             return
         while True:
             try:
-                self.engine.add_request(active.request_id, active.prompt_ids, sampling_options(active.request))
+                self.engine.add_request(
+                    active.request_id, active.prompt_ids, sampling_options(active.request)
+                )
                 self._active[active.request_id] = active
             except ValueError as exc:  # e.g. a prompt that does not fit the context
                 self._end(active, FinishReason.ERROR, error=str(exc))
@@ -144,8 +151,16 @@ class EngineService:
             rid = active.request_id
             if not active.is_started:
                 active.is_started = True
-                bus.update_state(pipe, rid, RequestState(status=RequestStatus.RUNNING, worker_id=self.worker_id,
-                                                         started_at=step_started, first_token_at=now))
+                bus.update_state(
+                    pipe,
+                    rid,
+                    RequestState(
+                        status=RequestStatus.RUNNING,
+                        worker_id=self.worker_id,
+                        started_at=step_started,
+                        first_token_at=now,
+                    ),
+                )
                 bus.expire_request(pipe, rid, self.settings.stream_ttl_s)
             piece = active.output.push(out.token_id)
             reason = FinishReason(out.finish_reason) if out.finish_reason else None
@@ -158,8 +173,11 @@ class EngineService:
                 bus.append_event(pipe, rid, TokenEvent(index=active.next_index, text=piece))
                 active.next_index += 1
             if reason is not None:
-                usage = Usage(prompt_tokens=out.num_prompt_tokens, completion_tokens=out.num_output_tokens,
-                              total_tokens=out.num_prompt_tokens + out.num_output_tokens)
+                usage = Usage(
+                    prompt_tokens=out.num_prompt_tokens,
+                    completion_tokens=out.num_output_tokens,
+                    total_tokens=out.num_prompt_tokens + out.num_output_tokens,
+                )
                 self._write_end(pipe, active, reason, usage, largest_batch=out.largest_batch, now=now)
                 ended.append(active)
         pipe.execute()
@@ -167,8 +185,16 @@ class EngineService:
             self._active.pop(active.request_id, None)
             active.done.set()
 
-    def _write_end(self, pipe: bus.Pipeline, active: ActiveRequest, reason: FinishReason, usage: Usage,
-                   now: float, largest_batch: int | None = None, error: str | None = None) -> None:
+    def _write_end(
+        self,
+        pipe: bus.Pipeline,
+        active: ActiveRequest,
+        reason: FinishReason,
+        usage: Usage,
+        now: float,
+        largest_batch: int | None = None,
+        error: str | None = None,
+    ) -> None:
         rid = active.request_id
         if error is not None:
             bus.append_event(pipe, rid, ErrorEvent(index=active.next_index, message=error))
@@ -176,9 +202,19 @@ class EngineService:
             bus.append_event(pipe, rid, DoneEvent(index=active.next_index, finish_reason=reason, usage=usage))
         active.next_index += 1
         status = _FINISH_STATUS.get(reason, RequestStatus.FINISHED)
-        bus.update_state(pipe, rid, RequestState(status=status, finished_at=now, finish_reason=reason,
-                                                 usage=usage, error=error, largest_batch=largest_batch,
-                                                 worker_id=self.worker_id))
+        bus.update_state(
+            pipe,
+            rid,
+            RequestState(
+                status=status,
+                finished_at=now,
+                finish_reason=reason,
+                usage=usage,
+                error=error,
+                largest_batch=largest_batch,
+                worker_id=self.worker_id,
+            ),
+        )
         bus.expire_request(pipe, rid, self.settings.stream_ttl_s)
 
     def _end(self, active: ActiveRequest, reason: FinishReason, error: str | None = None) -> None:

@@ -57,8 +57,15 @@ def test_unknown_model_is_404_naming_the_field(api_url: str) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"{not json", b"[1, 2]", b'"a string"', b"\xff\xfe{}", b'{"prompt": "x", "temperature": NaN}',
-     b'{"prompt": "x", "temperature": Infinity}', b"[" * 100_000 + b"]" * 100_000],
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'"a string"',
+        b"\xff\xfe{}",
+        b'{"prompt": "x", "temperature": NaN}',
+        b'{"prompt": "x", "temperature": Infinity}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
 )
 def test_malformed_bodies_are_400(api_url: str, data: bytes) -> None:
     assert_error(post(api_url, data=data, headers={"Content-Type": "application/json"}), 400)

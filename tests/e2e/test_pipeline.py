@@ -35,9 +35,14 @@ def reference(cache_dir: Path) -> Any:
 def greedy_text(reference: Any, prompt: str, max_new_tokens: int) -> str:
     tokenizer, model = reference
     ids = torch.tensor([tokenizer.encode(prompt)])
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    text: str = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text: str = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
     return text
 
 
@@ -82,8 +87,11 @@ def test_sse_and_websocket_deliver_the_same_events(live_url: str) -> None:
 
 
 def test_generate_streams_ttft_then_tokens_then_done(live_url: str, reference: Any) -> None:
-    events = read_sse(f"{live_url}/v1/generate", method="POST",
-                      json={"prompt": "One shot", "max_new_tokens": 12, "temperature": 0})
+    events = read_sse(
+        f"{live_url}/v1/generate",
+        method="POST",
+        json={"prompt": "One shot", "max_new_tokens": 12, "temperature": 0},
+    )
     assert events[0].event == "ttft" and 0 <= events[0].data < 60
     assert_well_formed(events[1:])
     assert stream_text(events) == greedy_text(reference, "One shot", 12)
@@ -107,7 +115,14 @@ def test_stop_string_ends_the_stream_before_it(live_url: str) -> None:
 
 
 def test_seeded_sampling_repeats(live_url: str) -> None:
-    body = {"prompt": "Seeded", "max_new_tokens": 30, "temperature": 1.0, "top_k": 50, "top_p": 0.9, "seed": 11}
+    body = {
+        "prompt": "Seeded",
+        "max_new_tokens": 30,
+        "temperature": 1.0,
+        "top_k": 50,
+        "top_p": 0.9,
+        "seed": 11,
+    }
     first = stream_text(read_sse(submit(live_url, **body)["stream_url"]))
     second = stream_text(read_sse(submit(live_url, **body)["stream_url"]))
     assert first == second

@@ -28,8 +28,9 @@ def r(redis_url: str) -> redis.Redis:
 
 
 def new_request() -> GenerationRequest:
-    return GenerationRequest(request_id=uuid.uuid4().hex, model="m", prompt="p", params=SamplingParams(),
-                             created_at=time.time())
+    return GenerationRequest(
+        request_id=uuid.uuid4().hex, model="m", prompt="p", params=SamplingParams(), created_at=time.time()
+    )
 
 
 def test_request_round_trip_and_state_updates(r: redis.Redis) -> None:
@@ -73,10 +74,25 @@ def test_an_index_cannot_be_written_twice(r: redis.Redis) -> None:
 
 
 def test_worker_heartbeat_expires(r: redis.Redis) -> None:
-    info = WorkerInfo(worker_id=f"t-{uuid.uuid4().hex}", host="h", pid=1, model="m", device="cpu",
-                      dtype="float32", vocab_size=10, eos_token_id=None, max_batch=2, max_model_len=64,
-                      slots_used=0, slots_free=2, num_steps=0, largest_batch=0, tokens_generated=0,
-                      started_at=0.0, updated_at=0.0)
+    info = WorkerInfo(
+        worker_id=f"t-{uuid.uuid4().hex}",
+        host="h",
+        pid=1,
+        model="m",
+        device="cpu",
+        dtype="float32",
+        vocab_size=10,
+        eos_token_id=None,
+        max_batch=2,
+        max_model_len=64,
+        slots_used=0,
+        slots_free=2,
+        num_steps=0,
+        largest_batch=0,
+        tokens_generated=0,
+        started_at=0.0,
+        updated_at=0.0,
+    )
     bus.publish_worker(r, info, ttl_s=1)
     assert info in bus.list_workers(r)
     time.sleep(1.2)

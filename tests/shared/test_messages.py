@@ -26,15 +26,41 @@ from shared.settings import BUILTIN_MODEL, settings_from_env
 USAGE = Usage(prompt_tokens=3, completion_tokens=5, total_tokens=8)
 MESSAGES: list[BaseModel] = [
     SamplingParams(max_new_tokens=9, temperature=0.5, top_k=4, top_p=0.9, seed=7, stop=["\n", "END"]),
-    GenerationRequest(request_id="r1", model="m", prompt="héllo", params=SamplingParams(), created_at=time.time()),
-    RequestState(status=RequestStatus.FINISHED, worker_id="w", started_at=1.0, first_token_at=1.5,
-                 finished_at=2.0, finish_reason=FinishReason.LENGTH, usage=USAGE, largest_batch=4),
+    GenerationRequest(
+        request_id="r1", model="m", prompt="héllo", params=SamplingParams(), created_at=time.time()
+    ),
+    RequestState(
+        status=RequestStatus.FINISHED,
+        worker_id="w",
+        started_at=1.0,
+        first_token_at=1.5,
+        finished_at=2.0,
+        finish_reason=FinishReason.LENGTH,
+        usage=USAGE,
+        largest_batch=4,
+    ),
     TokenEvent(index=3, text="日本"),
     DoneEvent(index=4, finish_reason=FinishReason.STOP, usage=USAGE),
     ErrorEvent(index=0, message="boom"),
-    WorkerInfo(worker_id="w", host="h", pid=1, model="m", device="cpu", dtype="float32", vocab_size=259,
-               eos_token_id=2, max_batch=8, max_model_len=2048, slots_used=1, slots_free=7, num_steps=10,
-               largest_batch=3, tokens_generated=30, started_at=1.0, updated_at=2.0),
+    WorkerInfo(
+        worker_id="w",
+        host="h",
+        pid=1,
+        model="m",
+        device="cpu",
+        dtype="float32",
+        vocab_size=259,
+        eos_token_id=2,
+        max_batch=8,
+        max_model_len=2048,
+        slots_used=1,
+        slots_free=7,
+        num_steps=10,
+        largest_batch=3,
+        tokens_generated=30,
+        started_at=1.0,
+        updated_at=2.0,
+    ),
 ]
 
 

@@ -97,6 +97,14 @@ class LLMEngine:
         for seq, token_id in zip(seqs, token_ids, strict=True):
             if seq.status.is_finished:
                 del self.seqs[seq.seq_id]
-            outputs.append(StepOutput(seq.seq_id, token_id, len(seq.prompt_ids), len(seq.output_ids),
-                                      seq.status.finish_reason, seq.largest_batch))
+            outputs.append(
+                StepOutput(
+                    seq.seq_id,
+                    token_id,
+                    len(seq.prompt_ids),
+                    len(seq.output_ids),
+                    seq.status.finish_reason,
+                    seq.largest_batch,
+                )
+            )
         return outputs

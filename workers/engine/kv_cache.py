@@ -12,8 +12,16 @@ class KVCache:
     so joining and leaving never moves anyone else's cache.
     """
 
-    def __init__(self, num_layers: int, num_slots: int, num_kv_heads: int, max_len: int, head_dim: int,
-                 device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        num_slots: int,
+        num_kv_heads: int,
+        max_len: int,
+        head_dim: int,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
         shape = (num_slots, num_kv_heads, max_len, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
@@ -29,8 +37,14 @@ class KVCache:
         self.keys[layer][slot, :, :n] = keys
         self.values[layer][slot, :, :n] = values
 
-    def write_tokens(self, layer: int, slots: torch.Tensor, positions: torch.Tensor,
-                     keys: torch.Tensor, values: torch.Tensor) -> None:
+    def write_tokens(
+        self,
+        layer: int,
+        slots: torch.Tensor,
+        positions: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+    ) -> None:
         """Store one position per sequence; keys/values are [batch, num_kv_heads, head_dim]."""
         self.keys[layer][slots, :, positions] = keys
         self.values[layer][slots, :, positions] = values

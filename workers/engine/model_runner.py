@@ -22,10 +22,13 @@ class ModelRunner:
         self.max_model_len = max_model_len
         probe = self._forward(torch.zeros(1, 1, dtype=torch.long, device=self.device), DynamicCache())[1]
         k0 = probe.layers[0].keys  # [1, num_kv_heads, 1, head_dim]
-        self.kv = KVCache(len(probe.layers), max_batch, k0.shape[1], max_model_len, k0.shape[3],
-                          self.device, k0.dtype)
+        self.kv = KVCache(
+            len(probe.layers), max_batch, k0.shape[1], max_model_len, k0.shape[3], self.device, k0.dtype
+        )
 
-    def _forward(self, input_ids: torch.Tensor, cache: DynamicCache, **kwargs: Any) -> tuple[torch.Tensor, Any]:
+    def _forward(
+        self, input_ids: torch.Tensor, cache: DynamicCache, **kwargs: Any
+    ) -> tuple[torch.Tensor, Any]:
         """Logits of the last position only, [batch, vocab] in fp32; `cache` grows in place."""
         out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1, **kwargs)
         return out.logits[:, -1, :].float(), cache
@@ -66,7 +69,9 @@ class ModelRunner:
             position_ids=positions[:, None],
         )
         for layer_idx, layer in enumerate(cache.layers):
-            self.kv.write_tokens(layer_idx, slots, positions, layer.keys[:, :, length], layer.values[:, :, length])
+            self.kv.write_tokens(
+                layer_idx, slots, positions, layer.keys[:, :, length], layer.values[:, :, length]
+            )
         for s in seqs:
             s.num_cached += 1
         return logits

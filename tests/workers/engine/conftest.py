@@ -30,13 +30,20 @@ def make_prompts(n: int, seed: int = 0, min_len: int = 3, max_len: int = 40) -> 
 
 def reference_greedy(tiny: LoadedModel, prompt: list[int], max_new_tokens: int) -> list[int]:
     """model.generate on the prompt alone: the ground truth for greedy decoding."""
-    out = tiny.model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False,
-                              attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
-    return out[0, len(prompt):].tolist()
+    out = tiny.model.generate(
+        torch.tensor([prompt]),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+    )
+    return out[0, len(prompt) :].tolist()
 
 
-def run_to_completion(engine: LLMEngine, arrivals: dict[int, list[tuple[str, list[int], SamplingOptions]]],
-                      max_steps: int = 10_000) -> dict[str, list[int]]:
+def run_to_completion(
+    engine: LLMEngine,
+    arrivals: dict[int, list[tuple[str, list[int], SamplingOptions]]],
+    max_steps: int = 10_000,
+) -> dict[str, list[int]]:
     """Step the engine, adding arrivals[k] before step k; returns each sequence's output ids."""
     outputs: dict[str, list[int]] = {}
     step = 0

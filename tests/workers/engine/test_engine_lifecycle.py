@@ -18,8 +18,10 @@ SEEDED = SamplingOptions(max_new_tokens=20, temperature=0.9, top_k=40, top_p=0.9
 def test_seeded_sampling_is_the_same_in_any_batch(tiny: LoadedModel) -> None:
     target = make_prompts(1, seed=9)[0]
     alone = run_to_completion(make_engine(tiny), {0: [("t", target, SEEDED)]})["t"]
-    others = [(f"o{i}", p, SamplingOptions(max_new_tokens=7 + i, temperature=1.0, ignore_eos=True))
-              for i, p in enumerate(make_prompts(3, seed=10))]
+    others = [
+        (f"o{i}", p, SamplingOptions(max_new_tokens=7 + i, temperature=1.0, ignore_eos=True))
+        for i, p in enumerate(make_prompts(3, seed=10))
+    ]
     crowded = run_to_completion(make_engine(tiny), {0: others[:2], 2: [("t", target, SEEDED)], 4: others[2:]})
     assert crowded["t"] == alone
     other_seed = SamplingOptions(**{**SEEDED.__dict__, "seed": 99})
@@ -73,7 +75,9 @@ def test_prompt_that_cannot_fit_is_refused(tiny: LoadedModel) -> None:
 def test_eos_stops_unless_ignored(tiny: LoadedModel) -> None:
     engine = make_engine(tiny)
     prompt = make_prompts(1)[0]
-    first = run_to_completion(engine, {0: [("a", prompt, SamplingOptions(max_new_tokens=3, temperature=0.0))]})
+    first = run_to_completion(
+        engine, {0: [("a", prompt, SamplingOptions(max_new_tokens=3, temperature=0.0))]}
+    )
     engine.scheduler.eos_token_ids = {first["a"][0]}  # make the first greedy token count as EOS
     out = run_to_completion(engine, {0: [("b", prompt, SamplingOptions(max_new_tokens=3, temperature=0.0))]})
     assert out["b"] == first["a"][:1]

@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics read from Redis (heartbeats, queue depths). Never imports workers/."""
