@@ -20,7 +20,10 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
 
     s = settings or get_settings()
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=1024 * 1024, SOCK_SERVER_OPTIONS={"ping_interval": 25})
+    # WebSocket pings keep idle streams open through proxies, as SSE comments do.
+    app.config.update(
+        MAX_CONTENT_LENGTH=1024 * 1024, SOCK_SERVER_OPTIONS={"ping_interval": s.sse_heartbeat_s}
+    )
     if test_config:
         app.config.update(test_config)
     app.extensions["tw_settings"] = s

@@ -1,43 +1,42 @@
-"""Follow a request's event stream in Redis and format its events for SSE and WebSocket clients."""
+"""Follow a request's event stream in Redis and turn it into SSE or WebSocket messages.
+
+A relay sends every event after the index the client last saw, then live events as the
+worker writes them, with nothing buffered in between. While the request waits for a
+worker it sends `queued` updates; when idle it sends heartbeats.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+from flask import Response, stream_with_context
 
-from shared import bus, keys
-from shared.messages import StreamEvent
+from shared import bus
+from shared.messages import GenerationRequest, StreamEvent
+from shared.settings import Settings
 
-BLOCK_MS = 1000  # how long one blocking read waits; also how often we check the request still exists
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+BLOCK_MS = 1000  # one blocking read; between reads the relay checks the request and sends heartbeats
 
 
 class StreamGone(Exception):
     """The request's record expired (or was deleted) while it was being followed."""
 
 
-def follow(
-    r: redis.Redis, request_id: str, after_index: int = -1, heartbeat_s: float = 15.0
-) -> Iterator[StreamEvent | None]:
-    """Yield events after `after_index` as they arrive, until the done or error event.
-
-    Yields None after heartbeat_s without an event, so the caller can keep the connection alive.
-    """
+def follow(r: redis.Redis, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
+    """Yield events after `after_index` until the done or error event; None after each idle read."""
     last = after_index
-    idle_since = time.monotonic()
     while True:
         events = bus.read_events(r, request_id, last, block_ms=BLOCK_MS)
         if not events:
-            if not r.exists(keys.request_key(request_id)):
-                raise StreamGone(request_id)
-            if time.monotonic() - idle_since >= heartbeat_s:
-                idle_since = time.monotonic()
-                yield None
+            yield None
             continue
-        idle_since = time.monotonic()
         for event in events:
             yield event
             last = event.index
@@ -45,22 +44,113 @@ def follow(
                 return
 
 
+def queue_info(r: redis.Redis, request: GenerationRequest, settings: Settings) -> dict[str, Any] | None:
+    """Position and estimated wait of a request that waits for a worker; None once it left the queue."""
+    position = bus.queue_position(r, request, settings.stream_ttl_s)
+    if position is None:
+        return None
+    workers = [w for w in bus.list_workers(r) if w.model == request.model]
+    slots = sum(w.max_batch for w in workers)
+    means = [w.mean_request_s for w in workers if w.mean_request_s is not None]
+    estimate = None
+    if slots and means:
+        # Each wave of `slots` requests ahead takes about one mean request time.
+        estimate = round((position // slots + 1) * (sum(means) / len(means)), 3)
+    info: dict[str, Any] = {"position": position, "estimated_wait_s": estimate, "workers": len(workers)}
+    if not workers:
+        info["reason"] = f"no live worker serves model {request.model!r}"
+    return info
+
+
+@dataclass
+class Relay:
+    """One subscriber's view of one request: events, `queued` updates and heartbeats, in order."""
+
+    r: redis.Redis
+    request: GenerationRequest
+    settings: Settings
+    after_index: int = -1
+    is_complete: bool = False  # the last event was sent: a disconnect after this is no cancellation
+
+    def messages(self) -> Iterator[tuple[str, Any]]:
+        """Yield ("event", StreamEvent), ("queued", info) or ("heartbeat", None); raises StreamGone."""
+        rid = self.request.request_id
+        last_queued = None
+        last_sent = time.monotonic()
+        for event in self._with_first_tick(follow(self.r, rid, self.after_index)):
+            now = time.monotonic()
+            if event is not None:
+                last_sent = now
+                if event.type != "token":
+                    self.is_complete = True
+                yield "event", event
+                continue
+            found = bus.load_request(self.r, rid)
+            if found is None:
+                raise StreamGone(rid)
+            queued = queue_info(self.r, self.request, self.settings) if found[1].status == "queued" else None
+            if queued is not None and queued != last_queued:
+                last_queued, last_sent = queued, now
+                yield "queued", queued
+            elif now - last_sent >= self.settings.sse_heartbeat_s:
+                last_sent = now
+                yield "heartbeat", None
+
+    @staticmethod
+    def _with_first_tick(events: Iterator[StreamEvent | None]) -> Iterator[StreamEvent | None]:
+        # A tick before the first read: a queued request reports its position at once.
+        yield None
+        yield from events
+
+    def cancel_if_abandoned(self) -> None:
+        """Cancel the request when the subscriber left before the end (one-shot or cancel_on_disconnect)."""
+        if not self.is_complete:
+            # If Redis is gone too, the request ends on its own limits.
+            with contextlib.suppress(redis.RedisError):
+                bus.cancel_request(self.r, self.request, self.settings.stream_ttl_s)
+
+
 def event_payload(event: StreamEvent) -> dict[str, Any]:
     """What a client sees of an event: everything but the wire version and the type."""
     return event.model_dump(mode="json", exclude={"v", "type"})
 
 
-def sse(event: StreamEvent) -> str:
-    return f"id: {event.index}\nevent: {event.type}\ndata: {json.dumps(event_payload(event))}\n\n"
+def sse(kind: str, payload: Any) -> str:
+    """One SSE message for a relay message; token, done and error events carry their index as id."""
+    if kind == "event":
+        return f"id: {payload.index}\nevent: {payload.type}\ndata: {json.dumps(event_payload(payload))}\n\n"
+    if kind == "heartbeat":
+        return ": keep-alive\n\n"
+    return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
 
 
-def sse_comment(text: str) -> str:
-    return f": {text}\n\n"
+def ws_message(kind: str, payload: Any) -> str | None:
+    """One WebSocket message for a relay message (heartbeats are WebSocket pings instead)."""
+    if kind == "event":
+        return json.dumps({"event": payload.type, **event_payload(payload)})
+    if kind == "heartbeat":
+        return None
+    return json.dumps({"event": kind, **payload})
 
 
-def sse_named(name: str, data: Any) -> str:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+def sse_response(relay: Relay, cancel_on_disconnect: bool, first: str | None = None) -> Response:
+    """Stream a relay as SSE; a client that leaves early cancels the request when asked to."""
+
+    def body() -> Iterator[str]:
+        try:
+            if first is not None:
+                yield first
+            for kind, payload in relay.messages():
+                yield sse(kind, payload)
+        except StreamGone:
+            yield sse("error", expired_message(relay.request.request_id))
+        finally:
+            if cancel_on_disconnect:
+                relay.cancel_if_abandoned()
+
+    headers = {**SSE_HEADERS, "X-Request-Id": relay.request.request_id}
+    return Response(stream_with_context(body()), mimetype="text/event-stream", headers=headers)
 
 
-def ws_message(event: StreamEvent) -> str:
-    return json.dumps({"event": event.type, **event_payload(event)})
+def expired_message(request_id: str) -> dict[str, str]:
+    return {"message": f"request {request_id} has expired"}

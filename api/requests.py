@@ -6,17 +6,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request
 
 from api import context
 from api.errors import ApiError
-from api.relay import StreamGone, follow, sse, sse_comment, sse_named
+from api.relay import Relay, follow, queue_info, sse_response
 from api.submit import parse_submit_body, submit
 from shared import bus, keys
-from shared.messages import GenerationRequest, RequestState, TokenEvent
+from shared.messages import GenerationRequest, RequestState, RequestStatus, TokenEvent
 
 bp = Blueprint("requests", __name__, url_prefix="/v1")
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 NOBATCH_TIMEOUT_S = 600
 
 
@@ -45,7 +44,9 @@ def create_request() -> tuple[Response, int]:
 def load_or_404(request_id: str) -> tuple[GenerationRequest, RequestState]:
     found = bus.load_request(context.redis_client(), request_id)
     if found is None:
-        raise ApiError(404, f"request {request_id} is unknown or has expired", param="id", code="not_found")
+        ttl = context.settings().stream_ttl_s
+        message = f"request {request_id} is unknown or has expired (requests are kept {ttl} s after they end)"
+        raise ApiError(404, message, param="id", code="not_found")
     return found
 
 
@@ -70,6 +71,9 @@ def get_request(request_id: str) -> Response:
         "worker_id": state.worker_id,
         "created_at": gen.created_at,
         "largest_batch": state.largest_batch,
+        "queue": queue_info(context.redis_client(), gen, context.settings())
+        if state.status == RequestStatus.QUEUED
+        else None,
         "timings": {
             "queued_s": _ago(gen.created_at, state.started_at),
             "ttft_s": _ago(gen.created_at, state.first_token_at),
@@ -79,31 +83,40 @@ def get_request(request_id: str) -> Response:
     return jsonify(body)
 
 
+@bp.delete("/requests/<request_id>")
+def cancel_request(request_id: str) -> tuple[Response, int]:
+    """Cancel from any API process: 200 if it was still queued, 202 while its worker stops it (one step)."""
+    gen, _ = load_or_404(request_id)
+    had = bus.cancel_request(context.redis_client(), gen, context.settings().stream_ttl_s)
+    if had == "queued":
+        return jsonify({"id": request_id, "status": "cancelled"}), 200
+    if had == "running":
+        return jsonify({"id": request_id, "status": "cancelling"}), 202
+    if had == "missing":
+        load_or_404(request_id)  # expired between the two reads: the same 404
+    raise ApiError(409, f"request {request_id} has already ended ({had})", param="id", code="already_ended")
+
+
 @bp.post("/generate")
 def generate() -> Response:
-    """One-shot SSE: `ttft` (seconds to the first token), then `token` events, then `done`."""
+    """One-shot SSE: `ttft` (seconds to the first token), then `token` events, then `done`.
+
+    A client that disconnects before the end cancels the request.
+    """
     gen = submit(parse_submit_body())
-    r, heartbeat_s = context.redis_client(), context.settings().sse_heartbeat_s
+    return sse_response(TtftRelay(context.redis_client(), gen, context.settings()), cancel_on_disconnect=True)
 
-    def events() -> Iterator[str]:
+
+class TtftRelay(Relay):
+    """A relay that announces the time to the first event before it."""
+
+    def messages(self) -> Iterator[tuple[str, Any]]:
         sent_ttft = False
-        try:
-            for event in follow(r, gen.request_id, heartbeat_s=heartbeat_s):
-                if event is None:
-                    yield sse_comment("keep-alive")
-                    continue
-                if not sent_ttft:
-                    sent_ttft = True
-                    yield sse_named("ttft", round(time.time() - gen.created_at, 6))
-                yield sse(event)
-        except StreamGone:
-            yield sse_named("error", {"message": "the request expired"})
-
-    return Response(
-        stream_with_context(events()),
-        mimetype="text/event-stream",
-        headers={**SSE_HEADERS, "X-Request-Id": gen.request_id},
-    )
+        for kind, payload in super().messages():
+            if kind == "event" and not sent_ttft:
+                sent_ttft = True
+                yield "ttft", round(time.time() - self.request.created_at, 6)
+            yield kind, payload
 
 
 @bp.post("/generate_nobatch")
@@ -112,7 +125,7 @@ def generate_nobatch() -> Response:
     gen = submit(parse_submit_body(), task_name=keys.GENERATE_NOBATCH_TASK)
     deadline = time.monotonic() + NOBATCH_TIMEOUT_S
     text = []
-    for event in follow(context.redis_client(), gen.request_id, heartbeat_s=5.0):
+    for event in follow(context.redis_client(), gen.request_id):
         if event is None:
             if time.monotonic() > deadline:
                 raise ApiError(504, f"request {gen.request_id} did not finish in {NOBATCH_TIMEOUT_S}s")

@@ -61,6 +61,7 @@ def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationR
         prompt=body.prompt,
         params=body.sampling(),
         created_at=time.time(),
+        cancel_on_disconnect=body.cancel_on_disconnect,
     )
     bus.save_request(context.redis_client(), gen, context.settings().stream_ttl_s)
     context.celery().send_task(task_name, args=[gen.request_id], queue=keys.queue_name(model))

@@ -25,6 +25,16 @@ def worker_key(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}"
 
 
+def cancel_key(request_id: str) -> str:
+    """Set while a running request should stop; the worker reads it once per step."""
+    return f"{PREFIX}:cancel:{request_id}"
+
+
+def waiting_key(model: str) -> str:
+    """Sorted set of the requests waiting for a worker of one model, scored by arrival time."""
+    return f"{PREFIX}:waiting:{model}"
+
+
 def queue_name(model: str) -> str:
     """The Celery queue that carries requests for one model."""
     return "model." + re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")

@@ -62,6 +62,7 @@ class GenerationRequest(_Message):
     prompt: str = Field(min_length=1)
     params: SamplingParams
     created_at: float
+    cancel_on_disconnect: bool = False  # cancel when a subscriber of its stream disconnects
 
 
 class Usage(_Message):
@@ -138,3 +139,4 @@ class WorkerInfo(_Message):
     tokens_generated: int
     started_at: float
     updated_at: float
+    mean_request_s: float | None = None  # recent average time a request spends in the engine

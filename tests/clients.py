@@ -70,5 +70,10 @@ def read_ws(ws_url: str, timeout: float = 60) -> list[dict[str, Any]]:
     return messages
 
 
+def indexed(events: list[SseEvent]) -> list[SseEvent]:
+    """The stored events (token, done, error), without the relay's own `queued` and `ttft` messages."""
+    return [e for e in events if e.id is not None]
+
+
 def stream_text(events: list[SseEvent]) -> str:
     return "".join(e.data["text"] for e in events if e.event == "token")

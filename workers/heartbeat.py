@@ -43,6 +43,7 @@ def worker_info(service: EngineService, started_at: float) -> WorkerInfo:
         tokens_generated=stats.tokens_generated,
         started_at=started_at,
         updated_at=time.time(),
+        mean_request_s=service.mean_request_s,
     )
 
 

@@ -18,7 +18,7 @@ def generate_alone(service: EngineService, request_id: str) -> None:
     The whole text goes out as one token event, then the done event, as on any stream.
     """
     found = bus.load_request(service.redis, request_id)
-    if found is None or found[1].status.is_final:
+    if found is None or not bus.claim_request(service.redis, request_id, service.worker_id):
         return
     request, _ = found
     loaded, params = service.loaded, request.params

@@ -26,7 +26,7 @@ from shared.messages import (
     Usage,
 )
 from shared.settings import Settings
-from workers.engine import LLMEngine, SamplingOptions
+from workers.engine import LLMEngine, SamplingOptions, StepOutput
 from workers.model_loader import LoadedModel
 from workers.text_output import TextOutput
 
@@ -42,6 +42,7 @@ class ActiveRequest:
     done: threading.Event = field(default_factory=threading.Event)
     next_index: int = 0  # index of the next event on the request's stream
     is_started: bool = False
+    admitted_at: float = 0.0
 
     @property
     def request_id(self) -> str:
@@ -78,6 +79,7 @@ class EngineService:
         self._active: dict[str, ActiveRequest] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
+        self.mean_request_s: float | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -96,9 +98,9 @@ class EngineService:
         if loaded is None:
             log.warning("request %s is unknown or expired; nothing to do", request_id)
             return
-        request, state = loaded
-        if state.status.is_final:  # a redelivered task whose request already ended
-            return
+        request, _ = loaded
+        if not bus.claim_request(self.redis, request_id, self.worker_id):
+            return  # cancelled while queued, or a redelivered task whose request already ended
         active = ActiveRequest(
             request,
             self.loaded.tokenizer.encode(request.prompt),
@@ -134,6 +136,7 @@ class EngineService:
                     active.request_id, active.prompt_ids, sampling_options(active.request)
                 )
                 self._active[active.request_id] = active
+                active.admitted_at = time.time()
             except ValueError as exc:  # e.g. a prompt that does not fit the context
                 self._end(active, FinishReason.ERROR, error=str(exc))
             try:
@@ -141,8 +144,12 @@ class EngineService:
             except queue.Empty:
                 return
 
-    def _publish(self, outputs: list, step_started: float) -> None:
-        """Append every request's new text, and the end of finished ones, in one round trip."""
+    def _publish(self, outputs: list[StepOutput], step_started: float) -> None:
+        """Append every request's new text, and the end of finished ones, in one round trip.
+
+        The same round trip reads the cancel flags of the requests still running, so a
+        DELETE takes effect before the next step.
+        """
         pipe = self.redis.pipeline(transaction=False)
         now = time.time()
         ended: list[ActiveRequest] = []
@@ -180,10 +187,17 @@ class EngineService:
                 )
                 self._write_end(pipe, active, reason, usage, largest_batch=out.largest_batch, now=now)
                 ended.append(active)
-        pipe.execute()
+        ended_ids = {a.request_id for a in ended}
+        running = [rid for rid in self._active if rid not in ended_ids]
+        if running:
+            bus.queue_cancel_check(pipe, running)
+        replies = pipe.execute()
         for active in ended:
-            self._active.pop(active.request_id, None)
-            active.done.set()
+            self._finished(active, now)
+        if running:
+            for rid, flag in zip(running, replies[-1], strict=True):
+                if flag is not None:
+                    self._cancel(self._active[rid])
 
     def _write_end(
         self,
@@ -216,6 +230,29 @@ class EngineService:
             ),
         )
         bus.expire_request(pipe, rid, self.settings.stream_ttl_s)
+
+    def _finished(self, active: ActiveRequest, now: float) -> None:
+        self._active.pop(active.request_id, None)
+        took = now - active.admitted_at
+        self.mean_request_s = took if self.mean_request_s is None else 0.8 * self.mean_request_s + 0.2 * took
+        active.done.set()
+
+    def _cancel(self, active: ActiveRequest) -> None:
+        """Stop a request whose cancel flag is set; its slot is free for the next step."""
+        seq = self.engine.seqs.get(active.request_id)
+        n_out = len(seq.output_ids) if seq is not None else 0
+        self.engine.abort(active.request_id)
+        n_prompt = len(active.prompt_ids)
+        usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out)
+        pipe = self.redis.pipeline(transaction=False)
+        tail = active.output.finish()
+        if tail:
+            bus.append_event(pipe, active.request_id, TokenEvent(index=active.next_index, text=tail))
+            active.next_index += 1
+        now = time.time()
+        self._write_end(pipe, active, FinishReason.CANCELLED, usage, now=now)
+        pipe.execute()
+        self._finished(active, now)
 
     def _end(self, active: ActiveRequest, reason: FinishReason, error: str | None = None) -> None:
         """End one request outside a normal step (refused or failed), and wake its task."""

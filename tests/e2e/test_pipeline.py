@@ -11,7 +11,7 @@ import requests
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.clients import SseEvent, read_sse, read_ws, stream_text, submit
+from tests.clients import SseEvent, indexed, read_sse, read_ws, stream_text, submit
 
 PROMPTS = [
     "Once upon a time",
@@ -48,6 +48,7 @@ def greedy_text(reference: Any, prompt: str, max_new_tokens: int) -> str:
 
 def assert_well_formed(events: list[SseEvent]) -> None:
     """Indexes run 0..n without a gap or repeat, and only the last event is not a token."""
+    events = indexed(events)
     assert [int(e.id or -1) for e in events] == list(range(len(events)))
     assert [e.data["index"] for e in events] == list(range(len(events)))
     assert all(e.event == "token" for e in events[:-1])
@@ -81,9 +82,11 @@ def test_sse_and_websocket_deliver_the_same_events(live_url: str) -> None:
     sse_events = read_sse(sub["stream_url"])
     ws_messages = read_ws(sub["websocket_url"])
     assert_well_formed(sse_events)
-    assert [m["event"] for m in ws_messages] == [e.event for e in sse_events]
+    ws_messages = [m for m in ws_messages if m["event"] != "queued"]
+    assert [m["event"] for m in ws_messages] == [e.event for e in indexed(sse_events)]
     assert "".join(m.get("text", "") for m in ws_messages) == stream_text(sse_events)
     assert ws_messages[-1]["usage"] == sse_events[-1].data["usage"]
+    assert [m["index"] for m in ws_messages] == list(range(len(ws_messages)))
 
 
 def test_generate_streams_ttft_then_tokens_then_done(live_url: str, reference: Any) -> None:
@@ -92,6 +95,7 @@ def test_generate_streams_ttft_then_tokens_then_done(live_url: str, reference: A
         method="POST",
         json={"prompt": "One shot", "max_new_tokens": 12, "temperature": 0},
     )
+    events = [e for e in events if e.event != "queued"]
     assert events[0].event == "ttft" and 0 <= events[0].data < 60
     assert_well_formed(events[1:])
     assert stream_text(events) == greedy_text(reference, "One shot", 12)
@@ -132,7 +136,7 @@ def test_late_subscriber_replays_the_whole_stream(live_url: str) -> None:
     sub = submit(live_url, prompt="Replay me", max_new_tokens=20, temperature=0)
     first = read_sse(sub["stream_url"])
     again = read_sse(sub["stream_url"])
-    assert [(e.event, e.data) for e in first] == [(e.event, e.data) for e in again]
+    assert [(e.event, e.data) for e in indexed(first)] == [(e.event, e.data) for e in again]
 
 
 def test_health_and_model_describe_the_live_worker(live_url: str) -> None:
