@@ -1,11 +1,13 @@
-"""gunicorn settings: threads, since each open stream holds one while it waits on Redis."""
+"""gunicorn settings. Each open stream holds a thread (gthread) or a greenlet (gevent) while it waits on Redis."""
 
 from shared.settings import get_settings
 
-bind = f"0.0.0.0:{get_settings().port}"
-worker_class = "gthread"
+_s = get_settings()
+bind = f"0.0.0.0:{_s.port}"
+worker_class = _s.api_worker_class
 workers = 1
-threads = 64
-timeout = 0  # streams stay open as long as generation runs; heartbeats keep proxies alive
+threads = _s.api_threads  # gthread
+worker_connections = _s.api_threads  # gevent
+timeout = 0 if worker_class == "gthread" else 30  # streams stay open as long as generation runs
 graceful_timeout = 10
 accesslog = "-"

@@ -133,13 +133,12 @@ def ws_message(kind: str, payload: Any) -> str | None:
     return json.dumps({"event": kind, **payload})
 
 
-def sse_response(relay: Relay, cancel_on_disconnect: bool, first: str | None = None) -> Response:
+def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
     """Stream a relay as SSE; a client that leaves early cancels the request when asked to."""
 
     def body() -> Iterator[str]:
         try:
-            if first is not None:
-                yield first
+            yield ": stream open\n\n"  # flushes the headers: the client knows it is subscribed
             for kind, payload in relay.messages():
                 yield sse(kind, payload)
         except StreamGone:

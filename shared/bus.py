@@ -28,9 +28,18 @@ from shared.messages import (
 Pipeline = Any  # redis.client.Pipeline; its generic type varies between redis-py versions
 
 
+MAX_CONNECTIONS = 10_000  # every open stream holds one connection in a blocking read
+
+
 def connect(url: str) -> redis.Redis:
-    """A client that returns str and is safe to share between threads."""
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    """A client that returns str and is safe to share between threads (and greenlets).
+
+    redis-py caps a pool at 100 connections by default; an API process following hundreds
+    of streams needs one per stream, so the cap is raised.
+    """
+    return redis.Redis.from_url(
+        url, decode_responses=True, health_check_interval=30, max_connections=MAX_CONNECTIONS
+    )
 
 
 def entry_id(index: int) -> str:
