@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 from flask import Flask
 
+from api.hub import StreamHub
 from shared import bus
 from shared.settings import Settings, get_settings
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.config.update(test_config)
     app.extensions["tw_settings"] = s
     app.extensions["tw_redis"] = bus.connect(s.redis_url)
+    app.extensions["tw_hub"] = StreamHub(app.extensions["tw_redis"])
     celery = Celery("torchweave-api", broker=s.redis_url)
     celery.conf.update(broker_connection_retry_on_startup=True, task_send_sent_event=True)
     app.extensions["tw_celery"] = celery

@@ -6,6 +6,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from api.hub import StreamHub
 from shared.settings import Settings
 
 
@@ -17,6 +18,11 @@ def settings() -> Settings:
 def redis_client() -> redis.Redis:
     r: redis.Redis = current_app.extensions["tw_redis"]
     return r
+
+
+def hub() -> StreamHub:
+    h: StreamHub = current_app.extensions["tw_hub"]
+    return h
 
 
 def celery() -> Celery:

@@ -1,4 +1,4 @@
-"""gunicorn settings. Each open stream holds a thread (gthread) or a greenlet (gevent) while it waits on Redis."""
+"""gunicorn settings. An open stream holds a thread (gthread) or a greenlet (gevent) while it waits."""
 
 from shared.settings import get_settings
 

@@ -17,31 +17,34 @@ from typing import Any
 import redis
 from flask import Response, stream_with_context
 
+from api.hub import StreamHub
 from shared import bus
-from shared.messages import GenerationRequest, StreamEvent
+from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 from shared.settings import Settings
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-BLOCK_MS = 1000  # one blocking read; between reads the relay checks the request and sends heartbeats
+IDLE_TICK_S = 1.0  # with no event for this long the relay checks the request and may send a heartbeat
 
 
 class StreamGone(Exception):
     """The request's record expired (or was deleted) while it was being followed."""
 
 
-def follow(r: redis.Redis, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
-    """Yield events after `after_index` until the done or error event; None after each idle read."""
-    last = after_index
-    while True:
-        events = bus.read_events(r, request_id, last, block_ms=BLOCK_MS)
-        if not events:
-            yield None
-            continue
-        for event in events:
-            yield event
-            last = event.index
-            if event.type != "token":
-                return
+def follow(hub: StreamHub, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
+    """Yield events after `after_index` until the done or error event; None after each idle second."""
+    sub = hub.subscribe(request_id, after_index)
+    try:
+        while True:
+            events = sub.get(timeout_s=IDLE_TICK_S)
+            if not events:
+                yield None
+                continue
+            for event in events:
+                yield event
+                if event.type != "token":
+                    return
+    finally:
+        hub.unsubscribe(sub)
 
 
 def queue_info(r: redis.Redis, request: GenerationRequest, settings: Settings) -> dict[str, Any] | None:
@@ -67,6 +70,7 @@ class Relay:
     """One subscriber's view of one request: events, `queued` updates and heartbeats, in order."""
 
     r: redis.Redis
+    hub: StreamHub
     request: GenerationRequest
     settings: Settings
     after_index: int = -1
@@ -77,7 +81,7 @@ class Relay:
         rid = self.request.request_id
         last_queued = None
         last_sent = time.monotonic()
-        for event in self._with_first_tick(follow(self.r, rid, self.after_index)):
+        for event in self._with_first_tick(follow(self.hub, rid, self.after_index)):
             now = time.monotonic()
             if event is not None:
                 last_sent = now
@@ -112,6 +116,8 @@ class Relay:
 
 def event_payload(event: StreamEvent) -> dict[str, Any]:
     """What a client sees of an event: everything but the wire version and the type."""
+    if isinstance(event, TokenEvent):  # the hot path: skip pydantic's serializer
+        return {"index": event.index, "text": event.text}
     return event.model_dump(mode="json", exclude={"v", "type"})
 
 

@@ -104,7 +104,9 @@ def generate() -> Response:
     A client that disconnects before the end cancels the request.
     """
     gen = submit(parse_submit_body())
-    return sse_response(TtftRelay(context.redis_client(), gen, context.settings()), cancel_on_disconnect=True)
+    return sse_response(
+        TtftRelay(context.redis_client(), context.hub(), gen, context.settings()), cancel_on_disconnect=True
+    )
 
 
 class TtftRelay(Relay):
@@ -125,7 +127,7 @@ def generate_nobatch() -> Response:
     gen = submit(parse_submit_body(), task_name=keys.GENERATE_NOBATCH_TASK)
     deadline = time.monotonic() + NOBATCH_TIMEOUT_S
     text = []
-    for event in follow(context.redis_client(), gen.request_id):
+    for event in follow(context.hub(), gen.request_id):
         if event is None:
             if time.monotonic() > deadline:
                 raise ApiError(504, f"request {gen.request_id} did not finish in {NOBATCH_TIMEOUT_S}s")

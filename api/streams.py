@@ -43,7 +43,7 @@ def stream(request_id: str) -> Response:
     """SSE: `token` events `{index, text}`, then `done` `{finish_reason, usage}` (or `error`)."""
     after = parse_index(request.headers.get("Last-Event-ID") or request.args.get("from"), "from")
     gen, _ = load_or_404(request_id)
-    relay = Relay(context.redis_client(), gen, context.settings(), after_index=after)
+    relay = Relay(context.redis_client(), context.hub(), gen, context.settings(), after_index=after)
     return sse_response(relay, cancel_on_disconnect=gen.cancel_on_disconnect)
 
 
@@ -70,7 +70,7 @@ def websocket(ws: Any, request_id: str) -> None:
         ws.send(json.dumps({"event": "error", "message": f"bad resume point: {exc}"}))
         ws.close(reason=1008, message="bad request")
         return
-    relay = Relay(r, found[0], context.settings(), after_index=after)
+    relay = Relay(r, context.hub(), found[0], context.settings(), after_index=after)
     try:
         for kind, payload in relay.messages():
             message = ws_message(kind, payload)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
+import redis
 
-from shared import bus  # noqa: E402
-from shared.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from shared.messages import (  # noqa: E402
+from shared import bus
+from shared.embedded_redis import EmbeddedRedis, free_port
+from shared.messages import (
     DoneEvent,
     FinishReason,
     GenerationRequest,
@@ -35,7 +35,7 @@ from shared.messages import (  # noqa: E402
     TokenEvent,
     Usage,
 )
-from shared.settings import PROJECT_ROOT  # noqa: E402
+from shared.settings import PROJECT_ROOT
 
 
 def rss_kib(pid: int) -> int:
@@ -228,7 +228,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(
-        f"\n| worker class | streams | events/s | p50 ms | p99 ms | max ms | complete | KiB per idle stream |"
+        "\n| worker class | streams | events/s | p50 ms | p99 ms | max ms | complete | KiB per idle stream |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for x in results:

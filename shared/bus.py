@@ -113,7 +113,13 @@ def read_events(
     else:
         reply = client.xread({key: start}, count=count, block=block_ms)
         entries = reply[0][1] if reply else []
-    return [STREAM_EVENT.validate_json(fields["data"]) for _id, fields in entries]
+    return [decode_event(fields) for _id, fields in entries]
+
+
+def decode_event(fields: dict[str, str]) -> StreamEvent:
+    """The event stored in one stream entry's fields."""
+    event: StreamEvent = STREAM_EVENT.validate_json(fields["data"])
+    return event
 
 
 def publish_worker(r: redis.Redis, info: WorkerInfo, ttl_s: int) -> None:

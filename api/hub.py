@@ -1,0 +1,118 @@
+"""One reader per API process for every stream it relays: a single blocking XREAD over all
+followed streams, fanned out to in-process subscriber queues.
+
+Without it each open stream would hold its own Redis connection in its own blocking read,
+and every token would cost a round trip per subscriber. With it a decode step costs one
+round trip however many streams are open, and each event is decoded once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from shared import bus, keys
+from shared.messages import StreamEvent
+
+log = logging.getLogger(__name__)
+BLOCK_MS = 5000  # the read returns at once when any followed stream (or the wake stream) gets an entry
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One subscriber's queue of events with index > after_index."""
+
+    request_id: str
+    after_index: int
+    events: queue.Queue[StreamEvent] = field(default_factory=queue.Queue)
+
+    def get(self, timeout_s: float) -> list[StreamEvent]:
+        """Events that arrived, waiting up to timeout_s for the first; [] when none came."""
+        try:
+            first = self.events.get(timeout=timeout_s)
+        except queue.Empty:
+            return []
+        got = [first]
+        while True:
+            try:
+                got.append(self.events.get_nowait())
+            except queue.Empty:
+                return got
+
+
+class StreamHub:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._lock = threading.Lock()
+        self._subs: dict[str, set[Subscription]] = {}
+        self._wake_key = f"{keys.PREFIX}:hub:{uuid.uuid4().hex}"
+        self._thread: threading.Thread | None = None
+
+    def subscribe(self, request_id: str, after_index: int) -> Subscription:
+        """Follow a request from after_index on; its stored events arrive first, then live ones."""
+        sub = Subscription(request_id, after_index)
+        with self._lock:
+            self._subs.setdefault(request_id, set()).add(sub)
+            if self._thread is None:  # started lazily: after gunicorn forks, in the process that serves
+                self._thread = threading.Thread(target=self._run, name="stream-hub", daemon=True)
+                self._thread.start()
+        self._wake()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.request_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.request_id]
+
+    def _wake(self) -> None:
+        # Interrupts the hub's blocking read so a new subscriber's backlog is read at once.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=True)
+        pipe.expire(self._wake_key, 60)
+        pipe.execute()
+
+    def _run(self) -> None:
+        wake_id = "$"
+        while True:
+            with self._lock:
+                # Each stream is read from the earliest point any of its subscribers needs.
+                positions = {rid: min(s.after_index for s in subs) for rid, subs in self._subs.items()}
+            streams = {
+                keys.stream_key(rid): bus.entry_id(pos) if pos >= 0 else "0-0"
+                for rid, pos in positions.items()
+            }
+            streams[self._wake_key] = wake_id
+            client: Any = self.redis
+            try:
+                reply = client.xread(streams, block=BLOCK_MS)
+            except redis.RedisError:
+                log.warning("stream hub: Redis read failed; retrying", exc_info=True)
+                time.sleep(0.5)
+                continue
+            for key, entries in reply or []:
+                if key == self._wake_key:
+                    wake_id = entries[-1][0]
+                    continue
+                self._dispatch(key.removeprefix(keys.stream_key("")), entries)
+
+    def _dispatch(self, request_id: str, entries: list[tuple[str, dict[str, str]]]) -> None:
+        events = [bus.decode_event(fields) for _id, fields in entries]
+        with self._lock:
+            subs = list(self._subs.get(request_id, ()))
+        for sub in subs:
+            for event in events:
+                # Strictly the next index: a subscriber that joined behind the others gets the
+                # entries it lacks on the next read, never a gap.
+                if event.index == sub.after_index + 1:
+                    sub.events.put(event)
+                    sub.after_index = event.index
