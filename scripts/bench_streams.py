@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -23,7 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis
 
 from shared import bus
 from shared.embedded_redis import EmbeddedRedis, free_port
@@ -87,8 +88,12 @@ class Client:
         writer.close()
 
 
-def write_tokens(r: redis.Redis, ids: list[str], steps: int, rate: float) -> None:
-    """A worker's writes: every stream's next token in one pipeline per step, `rate` steps a second."""
+def write_tokens(redis_url: str, ids: list[str], steps: int, rate: float) -> None:
+    """A worker's writes: every stream's next token in one pipeline per step, `rate` steps a second.
+
+    It runs in a process of its own, as a worker does, so it never competes with the clients for a GIL.
+    """
+    r = bus.connect(redis_url)
     start = time.monotonic()
     for step in range(steps):
         pipe = r.pipeline(transaction=False)
@@ -104,7 +109,8 @@ def write_tokens(r: redis.Redis, ids: list[str], steps: int, rate: float) -> Non
     pipe.execute()
 
 
-async def measure(port: int, master_pid: int, r: redis.Redis, n: int, seconds: float, rate: float) -> dict:
+async def measure(port: int, master_pid: int, redis_url: str, n: int, seconds: float, rate: float) -> dict:
+    r = bus.connect(redis_url)
     ids = []
     for _ in range(n):
         req = GenerationRequest(
@@ -131,10 +137,19 @@ async def measure(port: int, master_pid: int, r: redis.Redis, n: int, seconds: f
     await asyncio.sleep(3)  # let the idle streams settle into their blocking reads
     idle_kib = rss_kib(worker_pid)
     steps = int(seconds * rate)
-    await asyncio.to_thread(write_tokens, r, ids, steps, rate)
+    writer = multiprocessing.get_context("spawn").Process(
+        target=write_tokens, args=(redis_url, ids, steps, rate)
+    )
+    writer.start()
+    await asyncio.to_thread(writer.join)
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=120)
     latencies = [x * 1000 for c in clients for x in c.latencies]
     complete = sum(1 for c in clients if c.indexes == list(range(steps)))
+    by_step: dict[int, list[float]] = {}
+    for c in clients:
+        for i, x in zip(c.indexes, c.latencies, strict=True):
+            by_step.setdefault(i, []).append(x * 1000)
+    step_max = [max(v) for _, v in sorted(by_step.items())]
     return {
         "streams": n,
         "steps": steps,
@@ -147,6 +162,8 @@ async def measure(port: int, master_pid: int, r: redis.Redis, n: int, seconds: f
         "latency_ms_p50": round(percentile(latencies, 0.50), 2),
         "latency_ms_p99": round(percentile(latencies, 0.99), 2),
         "latency_ms_max": round(max(latencies), 2) if latencies else None,
+        "step_max_latency_ms_p50": round(percentile(step_max, 0.5), 2),
+        "step_max_latency_ms_p90": round(percentile(step_max, 0.9), 2),
         "rss_base_mib": round(base_kib / 1024, 1),
         "rss_idle_mib": round(idle_kib / 1024, 1),
         "kib_per_idle_stream": round((idle_kib - base_kib) / n, 1),
@@ -188,12 +205,19 @@ def run_one(worker_class: str, args: argparse.Namespace, redis_url: str) -> dict
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        r = bus.connect(redis_url)
-        result = asyncio.run(measure(port, api.pid, r, args.streams, args.seconds, args.rate))
+        quiet_gc()
+        result = asyncio.run(measure(port, api.pid, redis_url, args.streams, args.seconds, args.rate))
         return {"worker_class": worker_class, **result}
     finally:
         api.terminate()
         api.wait(timeout=20)
+
+
+def quiet_gc() -> None:
+    """The clients are the harness, not the server: keep their GC pauses out of the figures."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1000)
 
 
 def main() -> None:

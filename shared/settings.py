@@ -40,7 +40,7 @@ class Settings:
     flower_port: int = 5555
     metrics_port: int = 9100
     num_workers: int = 1  # worker processes `make run` starts
-    api_worker_class: str = "gthread"  # gunicorn worker class of the API (gthread or gevent)
+    api_worker_class: str = "gevent"  # gunicorn worker class of the API (gevent or gthread)
     api_threads: int = 600  # gthread: threads (open streams) per API process; gevent: connections
     public_url: str = ""  # base of stream_url / websocket_url; "" uses the request's host
 

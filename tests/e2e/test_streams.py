@@ -187,3 +187,12 @@ def test_bad_resume_point_is_400(live_url: str) -> None:
     sub = submit(live_url, prompt="x", max_new_tokens=2)
     resp = requests.get(sub["stream_url"], headers={"Last-Event-ID": "abc"}, timeout=5)
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "from"
+
+
+def test_failure_reaches_the_client_as_an_error_event(live_url: str) -> None:
+    sub = submit(live_url, prompt="x" * 3000, max_new_tokens=4)  # 3001 tokens: more than the 2048 context
+    events = read_sse(sub["stream_url"])
+    assert events[-1].event == "error"
+    assert "3001 tokens" in events[-1].data["message"] and "2048" in events[-1].data["message"]
+    status = requests.get(f"{live_url}/v1/requests/{sub['id']}", timeout=5).json()
+    assert status["status"] == "failed" and "context" in status["error"]
