@@ -18,7 +18,7 @@ import redis
 from flask import Response, stream_with_context
 
 from api.hub import StreamHub
-from shared import bus
+from shared import bus, lifecycle
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 from shared.settings import Settings
 
@@ -111,14 +111,14 @@ class Relay:
         if not self.is_complete:
             # If Redis is gone too, the request ends on its own limits.
             with contextlib.suppress(redis.RedisError):
-                bus.cancel_request(self.r, self.request, self.settings.stream_ttl_s)
+                lifecycle.cancel(self.r, self.request, self.settings.stream_ttl_s)
 
 
 def event_payload(event: StreamEvent) -> dict[str, Any]:
     """What a client sees of an event: everything but the wire version and the type."""
     if isinstance(event, TokenEvent):  # the hot path: skip pydantic's serializer
         return {"index": event.index, "text": event.text}
-    return event.model_dump(mode="json", exclude={"v", "type"})
+    return event.model_dump(mode="json", exclude={"v", "type", "token_ids"})
 
 
 def sse(kind: str, payload: Any) -> str:

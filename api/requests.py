@@ -12,7 +12,7 @@ from api import context
 from api.errors import ApiError
 from api.relay import Relay, follow, queue_info, sse_response
 from api.submit import parse_submit_body, submit
-from shared import bus, keys
+from shared import bus, keys, lifecycle
 from shared.messages import GenerationRequest, RequestState, RequestStatus, TokenEvent
 
 bp = Blueprint("requests", __name__, url_prefix="/v1")
@@ -87,7 +87,7 @@ def get_request(request_id: str) -> Response:
 def cancel_request(request_id: str) -> tuple[Response, int]:
     """Cancel from any API process: 200 if it was still queued, 202 while its worker stops it (one step)."""
     gen, _ = load_or_404(request_id)
-    had = bus.cancel_request(context.redis_client(), gen, context.settings().stream_ttl_s)
+    had = lifecycle.cancel(context.redis_client(), gen, context.settings().stream_ttl_s)
     if had == "queued":
         return jsonify({"id": request_id, "status": "cancelled"}), 200
     if had == "running":

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from shared import bus
+from shared import bus, lifecycle
 from shared.embedded_redis import EmbeddedRedis, free_port
 from shared.messages import (
     DoneEvent,
@@ -121,7 +121,7 @@ async def measure(port: int, master_pid: int, redis_url: str, n: int, seconds: f
             created_at=time.time(),
         )
         bus.save_request(r, req, ttl_s=600)
-        bus.claim_request(r, req.request_id, "bench-writer")  # running: the relay sends no queue updates
+        lifecycle.claim(r, req, "bench-writer", lease_s=600)  # running: the relay sends no queue updates
         ids.append(req.request_id)
     worker_pid = gunicorn_worker_pid(master_pid)
     base_kib = rss_kib(worker_pid)

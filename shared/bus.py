@@ -15,13 +15,9 @@ import redis
 from shared import keys
 from shared.messages import (
     STREAM_EVENT,
-    DoneEvent,
-    FinishReason,
     GenerationRequest,
     RequestState,
-    RequestStatus,
     StreamEvent,
-    Usage,
     WorkerInfo,
 )
 
@@ -51,7 +47,7 @@ def save_request(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> None
     """Store a new request (queued) in its hash, expiring after ttl_s."""
     key = keys.request_key(request.request_id)
     pipe = r.pipeline(transaction=True)
-    fields: dict[str, str] = {"request": request.model_dump_json(), **_state_fields(RequestState())}
+    fields: dict[str, str] = {"request": request.model_dump_json(), **state_fields(RequestState())}
     pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
     pipe.expire(key, ttl_s)
     enqueue_waiting(pipe, request)
@@ -67,7 +63,7 @@ def load_request(r: redis.Redis, request_id: str) -> tuple[GenerationRequest, Re
     return request, decode_state(fields)
 
 
-def _state_fields(state: RequestState, only_set: bool = False) -> dict[str, str]:
+def state_fields(state: RequestState, only_set: bool = False) -> dict[str, str]:
     data = state.model_dump(mode="json", exclude_unset=only_set)
     if only_set:
         data["v"] = state.v
@@ -82,7 +78,7 @@ def decode_state(fields: dict[str, str]) -> RequestState:
 
 def update_state(pipe: Pipeline, request_id: str, state: RequestState) -> None:
     """Queue an HSET of the fields set explicitly on `state` (RequestState(status=..., ...))."""
-    pipe.hset(keys.request_key(request_id), mapping=_state_fields(state, only_set=True))
+    pipe.hset(keys.request_key(request_id), mapping=state_fields(state, only_set=True))
 
 
 def append_event(pipe: Pipeline, request_id: str, event: StreamEvent) -> None:
@@ -122,7 +118,7 @@ def decode_event(fields: dict[str, str]) -> StreamEvent:
     return event
 
 
-def publish_worker(r: redis.Redis, info: WorkerInfo, ttl_s: int) -> None:
+def publish_worker(r: redis.Redis | Pipeline, info: WorkerInfo, ttl_s: int) -> None:
     """Record a worker's heartbeat; it disappears if not renewed within ttl_s."""
     r.set(keys.worker_key(info.worker_id), info.model_dump_json(), ex=ttl_s)
 
@@ -138,39 +134,6 @@ def list_workers(r: redis.Redis) -> list[WorkerInfo]:
     return [WorkerInfo.model_validate_json(v) for v in values if v is not None]
 
 
-# --- claiming and cancelling, atomic in Redis so a worker and a DELETE never both win ---
-
-# KEYS: request hash, waiting set. ARGV: request id, JSON-encoded RUNNING status, worker id (JSON).
-_CLAIM = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == '"finished"' or status == '"cancelled"' or status == '"failed"' then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'worker_id', ARGV[3])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
-
-# KEYS: request hash, stream, waiting set, cancel flag. ARGV: request id, done event JSON, ttl,
-# then field/value pairs of the cancelled state. Returns the status the request had.
-_CANCEL = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 'missing' end
-if status == '"queued"' then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-  redis.call('XADD', KEYS[2], '1-0', 'data', ARGV[2])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  return 'queued'
-end
-if status == '"running"' then
-  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
-end
-return cjson.decode(status)
-"""
-
-
 def enqueue_waiting(pipe: Pipeline, request: GenerationRequest) -> None:
     """Queue the request's entry in its model's waiting set (for its queue position)."""
     pipe.zadd(keys.waiting_key(request.model), {request.request_id: request.created_at})
@@ -183,60 +146,6 @@ def queue_position(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> in
     client.zremrangebyscore(key, "-inf", time.time() - ttl_s)  # entries of requests that expired unclaimed
     rank = client.zrank(key, request.request_id)
     return None if rank is None else int(rank)
-
-
-def claim_request(r: redis.Redis, request_id: str, worker_id: str) -> bool:
-    """Mark a queued (or orphaned running) request as running on this worker; False if it has ended."""
-    found = load_request(r, request_id)
-    if found is None:
-        return False
-    model = found[0].model
-    client: Any = r
-    result = client.eval(
-        _CLAIM,
-        2,
-        keys.request_key(request_id),
-        keys.waiting_key(model),
-        request_id,
-        json.dumps(RequestStatus.RUNNING.value),
-        json.dumps(worker_id),
-    )
-    return bool(result)
-
-
-def cancel_request(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
-    """Cancel a request: at once if it is still queued, else by flagging it for its worker.
-
-    Returns the status it had: "queued" (now cancelled), "running" (flagged; the worker ends it
-    within one step), a final status (nothing done), or "missing".
-    """
-    rid = request.request_id
-    done = DoneEvent(
-        index=0,
-        finish_reason=FinishReason.CANCELLED,
-        usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
-    )
-    state = RequestState(
-        status=RequestStatus.CANCELLED,
-        finished_at=time.time(),
-        finish_reason=FinishReason.CANCELLED,
-        usage=done.usage,
-    )
-    pairs = [x for item in _state_fields(state, only_set=True).items() for x in item]
-    client: Any = r
-    result: str = client.eval(
-        _CANCEL,
-        4,
-        keys.request_key(rid),
-        keys.stream_key(rid),
-        keys.waiting_key(request.model),
-        keys.cancel_key(rid),
-        rid,
-        done.model_dump_json(),
-        ttl_s,
-        *pairs,
-    )
-    return result
 
 
 def queue_cancel_check(pipe: Pipeline, request_ids: list[str]) -> None:

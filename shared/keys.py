@@ -6,6 +6,7 @@ import re
 
 PREFIX = "tw"
 WORKER_PATTERN = f"{PREFIX}:worker:*"
+LEASES = f"{PREFIX}:leases"  # sorted set: request id -> when its worker's lease on it runs out
 GENERATE_TASK = "workers.tasks.generate"
 GENERATE_NOBATCH_TASK = "workers.tasks.generate_nobatch"
 

@@ -93,6 +93,7 @@ class TokenEvent(_Message):
     type: Literal["token"] = "token"
     index: int = Field(ge=0)
     text: str
+    token_ids: list[int] = Field(default_factory=list)  # the tokens this text completes (to resume from)
 
 
 class DoneEvent(_Message):

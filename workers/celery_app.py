@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_shutdown
+from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 from kombu import Queue
 
-from shared.keys import queue_name
+from shared.keys import GENERATE_TASK, queue_name
+from shared.messages import GenerationRequest
 from shared.settings import get_settings
 
 settings = get_settings()
@@ -32,11 +33,23 @@ app.conf.update(
 )
 
 
+def enqueue(request: GenerationRequest) -> None:
+    """Put a requeued request's task back on its model's queue."""
+    app.send_task(GENERATE_TASK, args=[request.request_id], queue=queue_name(request.model))
+
+
 @worker_init.connect
 def _start_engine(**_: Any) -> None:
     from workers import runtime
 
-    runtime.start(settings)
+    runtime.start(settings, enqueue)
+
+
+@worker_shutting_down.connect
+def _drain(**_: Any) -> None:
+    from workers import runtime
+
+    runtime.drain(settings.drain_timeout_s)
 
 
 @worker_shutdown.connect

@@ -10,7 +10,7 @@ import time
 
 import redis
 
-from shared import bus
+from shared import bus, lifecycle
 from shared.messages import WorkerInfo
 from workers.service import EngineService
 
@@ -59,8 +59,12 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
+        """Publish this worker's info and renew its leases, in one round trip."""
         s = self.service.settings
-        bus.publish_worker(self.service.redis, worker_info(self.service, self.started_at), s.worker_ttl_s)
+        pipe = self.service.redis.pipeline(transaction=False)
+        bus.publish_worker(pipe, worker_info(self.service, self.started_at), s.worker_ttl_s)
+        lifecycle.renew_leases(pipe, self.service.claimed_ids(), s.worker_ttl_s)
+        pipe.execute()
 
     def stop(self) -> None:
         self._stopping.set()

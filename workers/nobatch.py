@@ -6,8 +6,16 @@ import time
 
 import torch
 
-from shared import bus
-from shared.messages import DoneEvent, FinishReason, RequestState, RequestStatus, TokenEvent, Usage
+from shared import bus, lifecycle
+from shared.messages import (
+    DoneEvent,
+    FinishReason,
+    GenerationRequest,
+    RequestState,
+    RequestStatus,
+    TokenEvent,
+    Usage,
+)
 from workers.service import EngineService
 from workers.text_output import TextOutput
 
@@ -18,9 +26,15 @@ def generate_alone(service: EngineService, request_id: str) -> None:
     The whole text goes out as one token event, then the done event, as on any stream.
     """
     found = bus.load_request(service.redis, request_id)
-    if found is None or not bus.claim_request(service.redis, request_id, service.worker_id):
+    if found is None:
         return
-    request, _ = found
+    with service.holding(found[0]) as claimed:
+        if claimed:
+            _generate(service, found[0])
+
+
+def _generate(service: EngineService, request: GenerationRequest) -> None:
+    request_id = request.request_id
     loaded, params = service.loaded, request.params
     prompt_ids = loaded.tokenizer.encode(request.prompt)
     room = service.max_model_len - len(prompt_ids)
@@ -83,4 +97,5 @@ def generate_alone(service: EngineService, request_id: str) -> None:
         ),
     )
     bus.expire_request(pipe, request_id, service.settings.stream_ttl_s)
+    lifecycle.release(pipe, request_id)
     pipe.execute()

@@ -1,20 +1,24 @@
 """Connects one engine to Redis: a loop thread steps the engine and publishes each step's tokens.
 
-Celery task threads call `run(request_id)`, which hands the request to the loop and
-waits until it ends. The loop is the only thread that touches the engine.
+Celery task threads call `run(request_id)`, which claims the request, hands it to the loop
+and waits until it ends. The loop is the only thread that touches the engine. A request
+another worker started (and lost) resumes from its stream: the tokens already sent are
+prefilled with the prompt, so the client sees no gap and no repeat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import redis
 
-from shared import bus
+from shared import bus, lifecycle
 from shared.messages import (
     DoneEvent,
     ErrorEvent,
@@ -28,10 +32,12 @@ from shared.messages import (
 from shared.settings import Settings
 from workers.engine import LLMEngine, SamplingOptions, StepOutput
 from workers.model_loader import LoadedModel
+from workers.redis_writes import Writes
 from workers.text_output import TextOutput
 
 log = logging.getLogger(__name__)
 _FINISH_STATUS = {FinishReason.CANCELLED: RequestStatus.CANCELLED, FinishReason.ERROR: RequestStatus.FAILED}
+_HAND_BACK = "hand-back"  # inbox marker: give every request back to the queue
 
 
 @dataclass
@@ -39,8 +45,10 @@ class ActiveRequest:
     request: GenerationRequest
     prompt_ids: list[int]
     output: TextOutput
+    prior_ids: list[int] = field(default_factory=list)  # tokens a previous worker already streamed
     done: threading.Event = field(default_factory=threading.Event)
     next_index: int = 0  # index of the next event on the request's stream
+    pending_ids: list[int] = field(default_factory=list)  # tokens whose text is not in an event yet
     is_started: bool = False
     admitted_at: float = 0.0
 
@@ -63,11 +71,19 @@ def sampling_options(request: GenerationRequest) -> SamplingOptions:
 
 
 class EngineService:
-    def __init__(self, loaded: LoadedModel, settings: Settings, client: redis.Redis, worker_id: str) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: Settings,
+        client: redis.Redis,
+        worker_id: str,
+        enqueue: Callable[[GenerationRequest], None],
+    ) -> None:
         self.loaded = loaded
         self.settings = settings
         self.redis = client
         self.worker_id = worker_id
+        self.enqueue = enqueue  # puts a requeued request's task back on its model's queue
         self.max_model_len = context_length(loaded, settings)
         eos = loaded.tokenizer.eos_token_id
         self.engine = LLMEngine(
@@ -75,11 +91,13 @@ class EngineService:
         )
         # One forward pass at a time: engine steps and the no-batching baseline share the model.
         self.model_lock = threading.Lock()
-        self._inbox: queue.Queue[ActiveRequest] = queue.Queue()
-        self._active: dict[str, ActiveRequest] = {}
+        self.mean_request_s: float | None = None
+        self._inbox: queue.Queue[ActiveRequest | str] = queue.Queue()
+        self._active: dict[str, ActiveRequest] = {}  # owned by the loop thread
+        self._claimed: set[str] = set()  # every request this worker holds a lease on
+        self._claimed_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
-        self.mean_request_s: float | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -90,24 +108,65 @@ class EngineService:
 
     @property
     def num_active(self) -> int:
-        return len(self._active)
+        return len(self._claimed)
+
+    def claimed_ids(self) -> list[str]:
+        """Requests whose leases the heartbeat renews."""
+        with self._claimed_lock:
+            return list(self._claimed)
 
     def run(self, request_id: str) -> None:
-        """Generate for a stored request, streaming its events; returns when the request has ended."""
-        loaded = bus.load_request(self.redis, request_id)
-        if loaded is None:
+        """Generate for a stored request, streaming its events; returns when the request has ended
+        here (finished, cancelled, failed, or handed back to the queue)."""
+        found = bus.load_request(self.redis, request_id)
+        if found is None:
             log.warning("request %s is unknown or expired; nothing to do", request_id)
             return
-        request, _ = loaded
-        if not bus.claim_request(self.redis, request_id, self.worker_id):
-            return  # cancelled while queued, or a redelivered task whose request already ended
+        request = found[0]
+        with self.holding(request) as claimed:
+            if not claimed:
+                return  # cancelled while queued, or a duplicate delivery of a request someone else runs
+            active = self._resume(request)
+            self._inbox.put(active)
+            active.done.wait()
+
+    @contextlib.contextmanager
+    def holding(self, request: GenerationRequest) -> Iterator[bool]:
+        """Claim a request for the duration of the block (False if it could not be claimed);
+        the heartbeat renews its lease meanwhile."""
+        if not lifecycle.claim(self.redis, request, self.worker_id, self.settings.worker_ttl_s):
+            yield False
+            return
+        with self._claimed_lock:
+            self._claimed.add(request.request_id)
+        try:
+            yield True
+        finally:
+            with self._claimed_lock:
+                self._claimed.discard(request.request_id)
+
+    def hand_back(self) -> None:
+        """Give every request back to the queue (after a drain timeout); they continue elsewhere."""
+        self._inbox.put(_HAND_BACK)
+
+    def _resume(self, request: GenerationRequest) -> ActiveRequest:
+        """The request's state, continued from whatever its stream already holds."""
+        tokenizer = self.loaded.tokenizer
         active = ActiveRequest(
-            request,
-            self.loaded.tokenizer.encode(request.prompt),
-            TextOutput(self.loaded.tokenizer, request.params.stop),
+            request, tokenizer.encode(request.prompt), TextOutput(tokenizer, request.params.stop)
         )
-        self._inbox.put(active)
-        active.done.wait()
+        events = [
+            e
+            for e in bus.read_events(self.redis, request.request_id, count=None)
+            if isinstance(e, TokenEvent)
+        ]
+        if events:
+            active.prior_ids = [t for e in events for t in e.token_ids]
+            active.output.resume(active.prior_ids, num_sent=sum(len(e.text) for e in events))
+            active.next_index = events[-1].index + 1
+            active.is_started = True
+            log.info("resuming %s after %d tokens", request.request_id, len(active.prior_ids))
+        return active
 
     # --- the loop thread ---
 
@@ -127,20 +186,26 @@ class EngineService:
 
     def _admit(self, block: bool) -> None:
         try:
-            active = self._inbox.get(timeout=0.2) if block else self._inbox.get_nowait()
+            item = self._inbox.get(timeout=0.2) if block else self._inbox.get_nowait()
         except queue.Empty:
             return
         while True:
+            if isinstance(item, str):
+                self._hand_back_all()
+            else:
+                try:
+                    self.engine.add_request(
+                        item.request_id,
+                        item.prompt_ids,
+                        sampling_options(item.request),
+                        output_ids=item.prior_ids,
+                    )
+                    self._active[item.request_id] = item
+                    item.admitted_at = time.time()
+                except ValueError as exc:  # e.g. a prompt that does not fit the context
+                    self._end(item, FinishReason.ERROR, error=str(exc))
             try:
-                self.engine.add_request(
-                    active.request_id, active.prompt_ids, sampling_options(active.request)
-                )
-                self._active[active.request_id] = active
-                active.admitted_at = time.time()
-            except ValueError as exc:  # e.g. a prompt that does not fit the context
-                self._end(active, FinishReason.ERROR, error=str(exc))
-            try:
-                active = self._inbox.get_nowait()
+                item = self._inbox.get_nowait()
             except queue.Empty:
                 return
 
@@ -150,7 +215,7 @@ class EngineService:
         The same round trip reads the cancel flags of the requests still running, so a
         DELETE takes effect before the next step.
         """
-        pipe = self.redis.pipeline(transaction=False)
+        writes = Writes()
         now = time.time()
         ended: list[ActiveRequest] = []
         for out in outputs:
@@ -158,17 +223,15 @@ class EngineService:
             rid = active.request_id
             if not active.is_started:
                 active.is_started = True
-                bus.update_state(
-                    pipe,
-                    rid,
-                    RequestState(
-                        status=RequestStatus.RUNNING,
-                        worker_id=self.worker_id,
-                        started_at=step_started,
-                        first_token_at=now,
-                    ),
+                state = RequestState(
+                    status=RequestStatus.RUNNING,
+                    worker_id=self.worker_id,
+                    started_at=step_started,
+                    first_token_at=now,
                 )
-                bus.expire_request(pipe, rid, self.settings.stream_ttl_s)
+                writes.add(bus.update_state, rid, state)
+                writes.add(bus.expire_request, rid, self.settings.stream_ttl_s)
+            active.pending_ids.append(out.token_id)
             piece = active.output.push(out.token_id)
             reason = FinishReason(out.finish_reason) if out.finish_reason else None
             if reason is None and active.output.stopped:  # a stop string matched in the text
@@ -176,32 +239,37 @@ class EngineService:
                 reason = FinishReason.STOP
             if reason is not None:
                 piece += active.output.finish()
-            if piece:
-                bus.append_event(pipe, rid, TokenEvent(index=active.next_index, text=piece))
-                active.next_index += 1
+            self._add_text(writes, active, piece)
             if reason is not None:
                 usage = Usage(
                     prompt_tokens=out.num_prompt_tokens,
                     completion_tokens=out.num_output_tokens,
                     total_tokens=out.num_prompt_tokens + out.num_output_tokens,
                 )
-                self._write_end(pipe, active, reason, usage, largest_batch=out.largest_batch, now=now)
+                self._add_end(writes, active, reason, usage, largest_batch=out.largest_batch, now=now)
                 ended.append(active)
         ended_ids = {a.request_id for a in ended}
         running = [rid for rid in self._active if rid not in ended_ids]
         if running:
-            bus.queue_cancel_check(pipe, running)
-        replies = pipe.execute()
+            writes.add(bus.queue_cancel_check, running)
+        replies = self._write(writes)
         for active in ended:
             self._finished(active, now)
-        if running:
+        if running and isinstance(replies[-1], list):
             for rid, flag in zip(running, replies[-1], strict=True):
                 if flag is not None:
                     self._cancel(self._active[rid])
 
-    def _write_end(
+    def _add_text(self, writes: Writes, active: ActiveRequest, piece: str) -> None:
+        if piece:
+            event = TokenEvent(index=active.next_index, text=piece, token_ids=active.pending_ids)
+            writes.add(bus.append_event, active.request_id, event)
+            active.next_index += 1
+            active.pending_ids = []
+
+    def _add_end(
         self,
-        pipe: bus.Pipeline,
+        writes: Writes,
         active: ActiveRequest,
         reason: FinishReason,
         usage: Usage,
@@ -211,25 +279,36 @@ class EngineService:
     ) -> None:
         rid = active.request_id
         if error is not None:
-            bus.append_event(pipe, rid, ErrorEvent(index=active.next_index, message=error))
+            writes.add(bus.append_event, rid, ErrorEvent(index=active.next_index, message=error))
         else:
-            bus.append_event(pipe, rid, DoneEvent(index=active.next_index, finish_reason=reason, usage=usage))
+            writes.add(
+                bus.append_event, rid, DoneEvent(index=active.next_index, finish_reason=reason, usage=usage)
+            )
         active.next_index += 1
         status = _FINISH_STATUS.get(reason, RequestStatus.FINISHED)
-        bus.update_state(
-            pipe,
-            rid,
-            RequestState(
-                status=status,
-                finished_at=now,
-                finish_reason=reason,
-                usage=usage,
-                error=error,
-                largest_batch=largest_batch,
-                worker_id=self.worker_id,
-            ),
+        state = RequestState(
+            status=status,
+            finished_at=now,
+            finish_reason=reason,
+            usage=usage,
+            error=error,
+            largest_batch=largest_batch,
+            worker_id=self.worker_id,
         )
-        bus.expire_request(pipe, rid, self.settings.stream_ttl_s)
+        writes.add(bus.update_state, rid, state)
+        writes.add(bus.expire_request, rid, self.settings.stream_ttl_s)
+        writes.add(lifecycle.release, rid)
+
+    def _write(self, writes: Writes) -> list[object]:
+        """Apply a step's writes, waiting out a Redis outage: nothing is dropped, the step just waits."""
+        while True:
+            try:
+                return writes.execute(self.redis)
+            except redis.RedisError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("Redis unavailable (%s); holding the step's writes and retrying", exc)
+                time.sleep(0.5)
 
     def _finished(self, active: ActiveRequest, now: float) -> None:
         self._active.pop(active.request_id, None)
@@ -237,38 +316,54 @@ class EngineService:
         self.mean_request_s = took if self.mean_request_s is None else 0.8 * self.mean_request_s + 0.2 * took
         active.done.set()
 
+    def _usage(self, active: ActiveRequest) -> Usage:
+        seq = self.engine.seqs.get(active.request_id)
+        n_out = len(seq.output_ids) if seq is not None else len(active.prior_ids)
+        n_prompt = len(active.prompt_ids)
+        return Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out)
+
     def _cancel(self, active: ActiveRequest) -> None:
         """Stop a request whose cancel flag is set; its slot is free for the next step."""
-        seq = self.engine.seqs.get(active.request_id)
-        n_out = len(seq.output_ids) if seq is not None else 0
+        usage = self._usage(active)
         self.engine.abort(active.request_id)
-        n_prompt = len(active.prompt_ids)
-        usage = Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out)
-        pipe = self.redis.pipeline(transaction=False)
-        tail = active.output.finish()
-        if tail:
-            bus.append_event(pipe, active.request_id, TokenEvent(index=active.next_index, text=tail))
-            active.next_index += 1
+        writes = Writes()
+        self._add_text(writes, active, active.output.finish())
         now = time.time()
-        self._write_end(pipe, active, FinishReason.CANCELLED, usage, now=now)
-        pipe.execute()
+        self._add_end(writes, active, FinishReason.CANCELLED, usage, now=now)
+        self._write(writes)
         self._finished(active, now)
 
     def _end(self, active: ActiveRequest, reason: FinishReason, error: str | None = None) -> None:
         """End one request outside a normal step (refused or failed), and wake its task."""
-        n_prompt = len(active.prompt_ids)
-        usage = Usage(prompt_tokens=n_prompt, completion_tokens=0, total_tokens=n_prompt)
-        pipe = self.redis.pipeline(transaction=False)
-        self._write_end(pipe, active, reason, usage, now=time.time(), error=error)
+        usage = self._usage(active)
+        self.engine.abort(active.request_id)
+        writes = Writes()
+        self._add_end(writes, active, reason, usage, now=time.time(), error=error)
         try:
-            pipe.execute()
+            self._write(writes)
         finally:
             self._active.pop(active.request_id, None)
             active.done.set()
 
-    def _fail_all(self, message: str) -> None:
+    def _hand_back_all(self) -> None:
+        """Requeue every request here; the next worker resumes each from its stream."""
         for active in list(self._active.values()):
             self.engine.abort(active.request_id)
+            self._active.pop(active.request_id, None)
+            result = lifecycle.requeue(
+                self.redis,
+                active.request,
+                owner=self.worker_id,
+                max_attempts=self.settings.max_attempts,
+                ttl_s=self.settings.stream_ttl_s,
+            )
+            if result == "requeued":
+                self.enqueue(active.request)
+            log.info("handed %s back to the queue (%s)", active.request_id, result)
+            active.done.set()
+
+    def _fail_all(self, message: str) -> None:
+        for active in list(self._active.values()):
             try:
                 self._end(active, FinishReason.ERROR, error=message)
             except redis.RedisError:

@@ -25,6 +25,12 @@ class TextOutput:
         # With stop strings, hold back text that could still grow into one.
         self._hold = max((len(s) for s in self.stop), default=1) - 1
 
+    def resume(self, ids: list[int], num_sent: int) -> None:
+        """Continue after ids whose first num_sent characters of text were already sent."""
+        for token_id in ids:
+            self.push(token_id)
+        self.num_sent = num_sent
+
     def _decode(self, ids: list[int]) -> str:
         text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
         return text

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from shared import bus, keys
+from shared import bus, keys, lifecycle
 from shared.messages import (
     DoneEvent,
     FinishReason,
@@ -99,37 +99,11 @@ def test_worker_heartbeat_expires(r: redis.Redis) -> None:
     assert info not in bus.list_workers(r)
 
 
-def test_cancel_while_queued_ends_it_and_no_worker_can_claim_it(r: redis.Redis) -> None:
-    req = new_request()
-    bus.save_request(r, req, ttl_s=60)
-    assert bus.queue_position(r, req, ttl_s=60) is not None
-    assert bus.cancel_request(r, req, ttl_s=60) == "queued"
-    _, state = bus.load_request(r, req.request_id) or (None, RequestState())
-    assert state.status == RequestStatus.CANCELLED and state.finish_reason == FinishReason.CANCELLED
-    events = bus.read_events(r, req.request_id)
-    assert len(events) == 1 and isinstance(events[0], DoneEvent) and events[0].index == 0
-    assert bus.queue_position(r, req, ttl_s=60) is None
-    assert not bus.claim_request(r, req.request_id, "w1")
-    assert bus.cancel_request(r, req, ttl_s=60) == "cancelled"
-
-
-def test_cancel_after_claim_flags_the_worker(r: redis.Redis) -> None:
-    req = new_request()
-    bus.save_request(r, req, ttl_s=60)
-    assert bus.claim_request(r, req.request_id, "w1")
-    assert bus.queue_position(r, req, ttl_s=60) is None
-    assert bus.cancel_request(r, req, ttl_s=60) == "running"
-    pipe = r.pipeline()
-    bus.queue_cancel_check(pipe, [req.request_id, "other"])
-    assert pipe.execute()[-1] == ["1", None]
-    assert bus.read_events(r, req.request_id) == []  # the worker, not the API, ends a running request
-
-
 def test_queue_position_counts_requests_ahead(r: redis.Redis) -> None:
     model = f"m-{uuid.uuid4().hex}"  # a queue of its own
     reqs = [new_request(model) for _ in range(3)]
     for req in reqs:
         bus.save_request(r, req, ttl_s=60)
     assert [bus.queue_position(r, q, ttl_s=60) for q in reqs] == [0, 1, 2]
-    bus.claim_request(r, reqs[0].request_id, "w")
+    lifecycle.claim(r, reqs[0], "w", lease_s=60)
     assert [bus.queue_position(r, q, ttl_s=60) for q in reqs] == [None, 0, 1]

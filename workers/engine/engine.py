@@ -54,8 +54,18 @@ class LLMEngine:
     def has_work(self) -> bool:
         return self.scheduler.has_work()
 
-    def add_request(self, seq_id: str, prompt_ids: list[int], options: SamplingOptions) -> None:
-        """Queue a sequence; it joins the batch at the next step. Refuses a prompt that leaves no room."""
+    def add_request(
+        self,
+        seq_id: str,
+        prompt_ids: list[int],
+        options: SamplingOptions,
+        output_ids: list[int] | None = None,
+    ) -> None:
+        """Queue a sequence; it joins the batch at the next step. Refuses a prompt that leaves no room.
+
+        `output_ids` resumes a sequence another engine started: they are prefilled with the prompt
+        and count toward max_new_tokens, and seeded sampling continues at their position.
+        """
         if not prompt_ids:
             raise ValueError("the prompt has no tokens")
         if len(prompt_ids) >= self.max_model_len:
@@ -64,7 +74,7 @@ class LLMEngine:
             )
         if seq_id in self.seqs:
             raise ValueError(f"sequence {seq_id} is already in the engine")
-        seq = Sequence(seq_id, list(prompt_ids), options)
+        seq = Sequence(seq_id, list(prompt_ids), options, output_ids=list(output_ids or []))
         self.seqs[seq_id] = seq
         self.scheduler.add(seq)
 

@@ -1,0 +1,119 @@
+"""Claim, cancel, leases and requeue on a real Redis: whichever races, exactly one wins."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+
+from shared import bus, keys, lifecycle
+from shared.messages import (
+    DoneEvent,
+    ErrorEvent,
+    FinishReason,
+    GenerationRequest,
+    RequestState,
+    RequestStatus,
+    SamplingParams,
+    TokenEvent,
+)
+
+
+@pytest.fixture
+def r(redis_url: str) -> redis.Redis:
+    return bus.connect(redis_url)
+
+
+def queued(r: redis.Redis) -> GenerationRequest:
+    """A stored, queued request for a model of its own (so queue positions start at 0)."""
+    req = GenerationRequest(
+        request_id=uuid.uuid4().hex,
+        model=f"m-{uuid.uuid4().hex}",
+        prompt="p",
+        params=SamplingParams(),
+        created_at=time.time(),
+    )
+    bus.save_request(r, req, ttl_s=60)
+    return req
+
+
+def state_of(r: redis.Redis, req: GenerationRequest) -> RequestState:
+    found = bus.load_request(r, req.request_id)
+    assert found is not None
+    return found[1]
+
+
+def test_cancel_while_queued_ends_it_and_no_worker_can_claim_it(r: redis.Redis) -> None:
+    req = queued(r)
+    assert bus.queue_position(r, req, ttl_s=60) == 0
+    assert lifecycle.cancel(r, req, ttl_s=60) == "queued"
+    state = state_of(r, req)
+    assert state.status == RequestStatus.CANCELLED and state.finish_reason == FinishReason.CANCELLED
+    events = bus.read_events(r, req.request_id)
+    assert len(events) == 1 and isinstance(events[0], DoneEvent) and events[0].index == 0
+    assert bus.queue_position(r, req, ttl_s=60) is None
+    assert not lifecycle.claim(r, req, "w1", lease_s=60)
+    assert lifecycle.cancel(r, req, ttl_s=60) == "cancelled"
+
+
+def test_cancel_after_claim_flags_the_worker(r: redis.Redis) -> None:
+    req = queued(r)
+    assert lifecycle.claim(r, req, "w1", lease_s=60)
+    assert not lifecycle.claim(r, req, "w2", lease_s=60)  # one owner at a time
+    assert bus.queue_position(r, req, ttl_s=60) is None
+    assert lifecycle.cancel(r, req, ttl_s=60) == "running"
+    pipe = r.pipeline()
+    bus.queue_cancel_check(pipe, [req.request_id, "other"])
+    assert pipe.execute()[-1] == ["1", None]
+    assert bus.read_events(r, req.request_id) == []  # the worker, not the API, ends a running request
+
+
+def test_expired_lease_requeues_then_fails_after_max_attempts(r: redis.Redis) -> None:
+    req = queued(r)
+    for attempt in range(1, 3):
+        assert lifecycle.claim(r, req, f"w{attempt}", lease_s=0.05)
+        assert (
+            lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "skipped"
+        )  # lease still live
+        time.sleep(0.1)
+        assert req.request_id in lifecycle.expired_leases(r)
+        assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "requeued"
+        assert state_of(r, req).status == RequestStatus.QUEUED and state_of(r, req).worker_id is None
+        assert bus.queue_position(r, req, ttl_s=60) == 0
+    assert lifecycle.claim(r, req, "w3", lease_s=0.05)
+    pipe = r.pipeline()
+    bus.append_event(pipe, req.request_id, TokenEvent(index=0, text="partial"))
+    pipe.execute()
+    time.sleep(0.1)
+    assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "failed"
+    state = state_of(r, req)
+    assert state.status == RequestStatus.FAILED and "3 workers" in (state.error or "")
+    events = bus.read_events(r, req.request_id)
+    assert isinstance(events[-1], ErrorEvent) and events[-1].index == 1
+    assert req.request_id not in lifecycle.expired_leases(r)
+
+
+def test_renewed_lease_does_not_expire(r: redis.Redis) -> None:
+    req = queued(r)
+    lifecycle.claim(r, req, "w", lease_s=0.2)
+    for _ in range(3):
+        time.sleep(0.1)
+        pipe = r.pipeline()
+        lifecycle.renew_leases(pipe, [req.request_id], lease_s=0.2)
+        pipe.execute()
+    assert req.request_id not in lifecycle.expired_leases(r)
+    pipe = r.pipeline()
+    lifecycle.release(pipe, req.request_id)
+    pipe.execute()
+    assert r.zscore(keys.LEASES, req.request_id) is None
+
+
+def test_only_the_owner_hands_a_request_back(r: redis.Redis) -> None:
+    req = queued(r)
+    lifecycle.claim(r, req, "owner", lease_s=60)
+    assert lifecycle.requeue(r, req, owner="someone-else", max_attempts=3, ttl_s=60) == "skipped"
+    assert lifecycle.requeue(r, req, owner="owner", max_attempts=3, ttl_s=60) == "requeued"
+    assert state_of(r, req).status == RequestStatus.QUEUED
+    assert lifecycle.claim(r, req, "next", lease_s=60)

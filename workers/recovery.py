@@ -1,0 +1,64 @@
+"""The reaper: any live worker requeues the requests whose worker stopped renewing its leases.
+
+A requeued request's task goes back on its model's queue; the worker that takes it resumes
+the stream where it stopped. Celery's visibility timeout alone would not do: it is an hour
+by default, and when shorter it redelivers long generations while they still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+
+from shared import bus, lifecycle
+from shared.messages import GenerationRequest
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationRequest], None]) -> list[str]:
+    """Requeue (or fail, past MAX_ATTEMPTS) every request whose lease has run out; returns their ids."""
+    handled = []
+    for rid in lifecycle.expired_leases(r):
+        found = bus.load_request(r, rid)
+        if found is None:  # expired meanwhile: nothing left to continue
+            pipe = r.pipeline()
+            lifecycle.release(pipe, rid)
+            pipe.execute()
+            continue
+        result = lifecycle.requeue(
+            r, found[0], owner=None, max_attempts=settings.max_attempts, ttl_s=settings.stream_ttl_s
+        )
+        if result == "requeued":
+            enqueue(found[0])
+        if result != "skipped":
+            log.warning("request %s lost its worker: %s", rid, result)
+            handled.append(rid)
+    return handled
+
+
+class Reaper:
+    def __init__(
+        self, r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationRequest], None]
+    ) -> None:
+        self.redis, self.settings, self.enqueue = r, settings, enqueue
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.settings.heartbeat_interval_s):
+            try:
+                reap(self.redis, self.settings, self.enqueue)
+            except redis.RedisError:
+                log.warning("reaper: Redis unavailable; retrying", exc_info=True)
