@@ -43,6 +43,7 @@ class SamplingParams(_Message):
     top_k: int = Field(default=0, ge=0, description="0 disables top-k")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    ignore_eos: bool = False  # keep generating past the EOS token (benchmarks, tests)
     stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=8
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 
@@ -13,11 +14,27 @@ from shared.messages import (
     GenerationRequest,
     RequestState,
     RequestStatus,
+    SamplingParams,
     TokenEvent,
     Usage,
 )
 from workers.service import EngineService
 from workers.text_output import TextOutput
+
+
+def generation_kwargs(params: SamplingParams) -> dict[str, Any]:
+    """HF generate's arguments for these sampling params."""
+    kwargs: dict[str, Any] = {"do_sample": False}
+    if params.temperature > 0:
+        kwargs = {
+            "do_sample": True,
+            "temperature": params.temperature,
+            "top_k": params.top_k or None,
+            "top_p": params.top_p,
+        }
+    if params.ignore_eos:
+        kwargs["eos_token_id"] = None  # an explicit None overrides the model's own EOS
+    return kwargs
 
 
 def generate_alone(service: EngineService, request_id: str) -> None:
@@ -46,29 +63,19 @@ def _generate(service: EngineService, request: GenerationRequest) -> None:
         else:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            sampling = (
-                {
-                    "do_sample": True,
-                    "temperature": params.temperature,
-                    "top_k": params.top_k or None,
-                    "top_p": params.top_p,
-                }
-                if params.temperature > 0
-                else {"do_sample": False}
-            )
             ids = torch.tensor([prompt_ids], device=loaded.device)
             out = loaded.model.generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max_new,
                 pad_token_id=loaded.tokenizer.pad_token_id,
-                **sampling,
+                **generation_kwargs(params),
             )
             new_ids = out[0, len(prompt_ids) :].tolist()
     text_output = TextOutput(loaded.tokenizer, params.stop)
     text = "".join(text_output.push(t) for t in new_ids) + text_output.finish()
     eos = loaded.tokenizer.eos_token_id
-    stopped = text_output.stopped or (bool(new_ids) and new_ids[-1] == eos)
+    stopped = text_output.stopped or (not params.ignore_eos and bool(new_ids) and new_ids[-1] == eos)
     reason = FinishReason.STOP if stopped else FinishReason.LENGTH
     usage = Usage(
         prompt_tokens=len(prompt_ids),

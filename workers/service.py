@@ -66,7 +66,12 @@ def context_length(loaded: LoadedModel, settings: Settings) -> int:
 def sampling_options(request: GenerationRequest) -> SamplingOptions:
     p = request.params
     return SamplingOptions(
-        max_new_tokens=p.max_new_tokens, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, seed=p.seed
+        max_new_tokens=p.max_new_tokens,
+        temperature=p.temperature,
+        top_k=p.top_k,
+        top_p=p.top_p,
+        seed=p.seed,
+        ignore_eos=p.ignore_eos,
     )
 
 
