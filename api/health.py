@@ -25,6 +25,14 @@ def health() -> tuple[Response, int]:
     return jsonify({"status": "ok", "workers": len(workers)}), 200
 
 
+@bp.get("/v1/workers")
+def workers() -> Response:
+    """Every live worker: id, host, pid, model, device, slots used and free, and its step record."""
+    return jsonify(
+        {"workers": [w.model_dump(exclude={"v"}) for w in bus.list_workers(context.redis_client())]}
+    )
+
+
 @bp.get("/model")
 def model() -> Response:
     """The served model's facts (vocab, EOS, device, batch size) and the workers that serve it."""

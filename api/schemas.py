@@ -15,8 +15,9 @@ class SubmitBody(SamplingParams):
     prompt: str = Field(min_length=1, max_length=200_000)
     model: str | None = Field(default=None, min_length=1, max_length=256)
     cancel_on_disconnect: bool = False
+    timeout: float | None = Field(default=None, gt=0, le=86_400, description="seconds, from submission")
 
     def sampling(self) -> SamplingParams:
         return SamplingParams.model_validate(
-            self.model_dump(exclude={"prompt", "model", "cancel_on_disconnect"})
+            self.model_dump(exclude={"prompt", "model", "cancel_on_disconnect", "timeout"})
         )

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from api import context
 from api.errors import ApiError, from_validation_error
 from api.schemas import SubmitBody
+from api.token_limits import count_prompt_tokens
 from shared import bus, keys
-from shared.messages import GenerationRequest
+from shared.messages import GenerationRequest, WorkerInfo
 
 
 def _reject_constant(name: str) -> Any:
@@ -44,17 +45,46 @@ def parse_submit_body() -> SubmitBody:
     return body
 
 
-def known_models() -> set[str]:
-    """The configured model and every model a live worker serves."""
-    workers = bus.list_workers(context.redis_client())
-    return {context.settings().model} | {w.model for w in workers}
+def check_limits(body: SubmitBody, model: str, workers: list[WorkerInfo]) -> None:
+    """429 when the model's queue is full; 400 when the prompt and max_new_tokens cannot fit its context."""
+    s = context.settings()
+    waiting = bus.num_waiting(context.redis_client(), model)
+    if waiting >= s.max_queued:
+        raise ApiError(
+            429,
+            f"{waiting} requests already wait for {model!r} (MAX_QUEUED is {s.max_queued}); retry later",
+            code="queue_full",
+            headers={"Retry-After": "5"},
+        )
+    contexts = [w.max_model_len for w in workers if w.model == model]
+    if not contexts:
+        return  # no worker to ask yet: the worker that takes it refuses what cannot fit
+    max_len = min(contexts)
+    if body.max_new_tokens >= max_len:
+        raise ApiError(
+            400,
+            f"max_new_tokens: at most {max_len - 1} for {model!r} (its context is {max_len})",
+            param="max_new_tokens",
+            code="too_large",
+        )
+    n_prompt = count_prompt_tokens(model, body.prompt, s)
+    if n_prompt is not None and n_prompt + body.max_new_tokens > max_len:
+        raise ApiError(
+            400,
+            f"prompt: {n_prompt} tokens; with max_new_tokens {body.max_new_tokens} that exceeds "
+            f"the context of {max_len} (at most {max_len - body.max_new_tokens} prompt tokens)",
+            param="prompt",
+            code="context_length_exceeded",
+        )
 
 
 def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationRequest:
     """Store the request (queued) and enqueue its id by task name; returns what was stored."""
     model = body.model or context.settings().model
-    if model not in known_models():
+    workers = bus.list_workers(context.redis_client())
+    if model != context.settings().model and model not in {w.model for w in workers}:
         raise ApiError(404, f"model {model!r} is not served here", param="model", code="model_not_found")
+    check_limits(body, model, workers)
     gen = GenerationRequest(
         request_id=uuid.uuid4().hex,
         model=model,
@@ -62,6 +92,7 @@ def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationR
         params=body.sampling(),
         created_at=time.time(),
         cancel_on_disconnect=body.cancel_on_disconnect,
+        timeout_s=body.timeout,
     )
     bus.save_request(context.redis_client(), gen, context.settings().stream_ttl_s)
     context.celery().send_task(task_name, args=[gen.request_id], queue=keys.queue_name(model))

@@ -139,6 +139,12 @@ def enqueue_waiting(pipe: Pipeline, request: GenerationRequest) -> None:
     pipe.zadd(keys.waiting_key(request.model), {request.request_id: request.created_at})
 
 
+def num_waiting(r: redis.Redis, model: str) -> int:
+    """Requests of a model that wait for a worker."""
+    client: Any = r
+    return int(client.zcard(keys.waiting_key(model)))
+
+
 def queue_position(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> int | None:
     """How many requests for the same model wait ahead of this one; None once it left the queue."""
     key = keys.waiting_key(request.model)

@@ -28,6 +28,7 @@ class FinishReason(StrEnum):
     STOP = "stop"  # EOS token or a stop string
     LENGTH = "length"  # max_new_tokens or the model's context length
     CANCELLED = "cancelled"
+    TIMEOUT = "timeout"  # the request's own `timeout` ran out
     ERROR = "error"
 
 
@@ -64,6 +65,7 @@ class GenerationRequest(_Message):
     params: SamplingParams
     created_at: float
     cancel_on_disconnect: bool = False  # cancel when a subscriber of its stream disconnects
+    timeout_s: float | None = None  # generation ends with finish_reason "timeout" this long after created_at
 
 
 class Usage(_Message):

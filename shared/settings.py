@@ -40,6 +40,7 @@ class Settings:
     flower_port: int = 5555
     metrics_port: int = 9100
     num_workers: int = 1  # worker processes `make run` starts
+    max_queued: int = 256  # waiting requests per model before the API answers 429
     max_attempts: int = 3  # workers a request may lose (crash) before it fails
     drain_timeout_s: float = 30.0  # SIGTERM: how long a worker finishes its requests before handing them back
     api_worker_class: str = "gevent"  # gunicorn worker class of the API (gevent or gthread)
@@ -72,6 +73,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         flower_port=_int(e, "FLOWER_PORT", defaults.flower_port),
         metrics_port=_int(e, "METRICS_PORT", defaults.metrics_port),
         num_workers=_int(e, "WORKERS", defaults.num_workers),
+        max_queued=_int(e, "MAX_QUEUED", defaults.max_queued),
         max_attempts=_int(e, "MAX_ATTEMPTS", defaults.max_attempts),
         drain_timeout_s=_float(e, "DRAIN_TIMEOUT", defaults.drain_timeout_s),
         api_worker_class=e.get("API_WORKER_CLASS") or defaults.api_worker_class,

@@ -56,6 +56,11 @@ class ActiveRequest:
     def request_id(self) -> str:
         return self.request.request_id
 
+    @property
+    def deadline(self) -> float | None:
+        timeout = self.request.timeout_s
+        return None if timeout is None else self.request.created_at + timeout
+
 
 def context_length(loaded: LoadedModel, settings: Settings) -> int:
     """MAX_MODEL_LEN when set, else the model's own context capped at 2048 (the KV cache is sized by it)."""
@@ -263,7 +268,11 @@ class EngineService:
         if running and isinstance(replies[-1], list):
             for rid, flag in zip(running, replies[-1], strict=True):
                 if flag is not None:
-                    self._cancel(self._active[rid])
+                    self._stop(self._active[rid], FinishReason.CANCELLED)
+        for rid in running:
+            late = self._active.get(rid)
+            if late is not None and late.deadline is not None and now >= late.deadline:
+                self._stop(late, FinishReason.TIMEOUT)
 
     def _add_text(self, writes: Writes, active: ActiveRequest, piece: str) -> None:
         if piece:
@@ -327,14 +336,14 @@ class EngineService:
         n_prompt = len(active.prompt_ids)
         return Usage(prompt_tokens=n_prompt, completion_tokens=n_out, total_tokens=n_prompt + n_out)
 
-    def _cancel(self, active: ActiveRequest) -> None:
-        """Stop a request whose cancel flag is set; its slot is free for the next step."""
+    def _stop(self, active: ActiveRequest, reason: FinishReason) -> None:
+        """Stop a request that was cancelled or ran out of time; its slot is free for the next step."""
         usage = self._usage(active)
         self.engine.abort(active.request_id)
         writes = Writes()
         self._add_text(writes, active, active.output.finish())
         now = time.time()
-        self._add_end(writes, active, FinishReason.CANCELLED, usage, now=now)
+        self._add_end(writes, active, reason, usage, now=now)
         self._write(writes)
         self._finished(active, now)
 

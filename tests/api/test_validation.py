@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 import requests
 
+from shared import bus, keys
+
 OK = {"prompt": "hi", "max_new_tokens": 4}
 
 
@@ -86,3 +88,33 @@ def test_unknown_route_is_json_404(api_url: str) -> None:
 
 def test_wrong_method_is_405(api_url: str) -> None:
     assert_error(requests.get(f"{api_url}/v1/generate", timeout=5), 405)
+
+
+def test_prompt_longer_than_the_context_is_400_naming_the_limit(live_url: str) -> None:
+    error = assert_error(post(live_url, json={"prompt": "x" * 3000, "max_new_tokens": 8}), 400, "prompt")
+    assert "3001 tokens" in error["message"] and "2048" in error["message"]
+    error = assert_error(post(live_url, json={"prompt": "x" * 2000, "max_new_tokens": 100}), 400, "prompt")
+    assert "at most 1948 prompt tokens" in error["message"]
+    assert_error(post(live_url, json={"prompt": "x", "max_new_tokens": 2048}), 400, "max_new_tokens")
+
+
+def test_full_queue_is_429_with_retry_after(live_url: str, redis_url: str) -> None:
+    r = bus.connect(redis_url)
+    key = keys.waiting_key("torchweave-tiny")
+    fillers = {f"filler-{i}": 0.0 for i in range(256)}  # MAX_QUEUED's default
+    r.zadd(key, fillers)
+    try:
+        resp = post(live_url, json=OK)
+        assert_error(resp, 429)
+        assert resp.headers["Retry-After"] == "5"
+    finally:
+        r.zrem(key, *fillers)
+    assert post(live_url, json=OK).status_code == 202
+
+
+def test_workers_lists_each_live_worker(live_url: str) -> None:
+    workers = requests.get(f"{live_url}/v1/workers", timeout=5).json()["workers"]
+    assert len(workers) == 1
+    w = workers[0]
+    assert {"worker_id", "host", "pid", "model", "slots_used", "slots_free"} <= set(w)
+    assert w["slots_used"] + w["slots_free"] == 8

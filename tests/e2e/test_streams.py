@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 import simple_websocket
+from celery import Celery
 
 from shared import bus, keys
+from shared.messages import GenerationRequest, SamplingParams
 from tests.clients import SseEvent, indexed, parse_sse, read_sse, read_ws, stream_text, submit
 from tests.servers import wait_for
 
@@ -189,10 +192,29 @@ def test_bad_resume_point_is_400(live_url: str) -> None:
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "from"
 
 
-def test_failure_reaches_the_client_as_an_error_event(live_url: str) -> None:
-    sub = submit(live_url, prompt="x" * 3000, max_new_tokens=4)  # 3001 tokens: more than the 2048 context
-    events = read_sse(sub["stream_url"])
+def test_failure_reaches_the_client_as_an_error_event(live_url: str, redis_url: str) -> None:
+    # The API refuses a prompt that cannot fit; a request stored without that check (an older API,
+    # say) fails in the worker, and the client must hear why.
+    req = GenerationRequest(
+        request_id=uuid.uuid4().hex,
+        model="torchweave-tiny",
+        prompt="x" * 3000,
+        params=SamplingParams(max_new_tokens=4),
+        created_at=time.time(),
+    )
+    bus.save_request(bus.connect(redis_url), req, ttl_s=60)
+    Celery(broker=redis_url).send_task(
+        keys.GENERATE_TASK, args=[req.request_id], queue=keys.queue_name(req.model)
+    )
+    events = read_sse(f"{live_url}/v1/requests/{req.request_id}/stream")
     assert events[-1].event == "error"
     assert "3001 tokens" in events[-1].data["message"] and "2048" in events[-1].data["message"]
-    status = requests.get(f"{live_url}/v1/requests/{sub['id']}", timeout=5).json()
+    status = requests.get(f"{live_url}/v1/requests/{req.request_id}", timeout=5).json()
     assert status["status"] == "failed" and "context" in status["error"]
+
+
+def test_timeout_ends_generation_with_its_own_reason(live_url: str) -> None:
+    sub = submit(live_url, **LONG, timeout=0.5)
+    events = indexed(read_sse(sub["stream_url"]))
+    assert events[-1].data["finish_reason"] == "timeout"
+    assert 0 < events[-1].data["usage"]["completion_tokens"] < LONG["max_new_tokens"]
