@@ -89,10 +89,14 @@ class Relay:
                     self.is_complete = True
                 yield "event", event
                 continue
-            found = bus.load_request(self.r, rid)
-            if found is None:
-                raise StreamGone(rid)
-            queued = queue_info(self.r, self.request, self.settings) if found[1].status == "queued" else None
+            try:
+                found = bus.load_request(self.r, rid)
+                if found is None:
+                    raise StreamGone(rid)
+                is_queued = found[1].status == "queued"
+                queued = queue_info(self.r, self.request, self.settings) if is_queued else None
+            except redis.RedisError:
+                queued = None  # Redis is away: keep the stream open (the hub retries), heartbeats flow
             if queued is not None and queued != last_queued:
                 last_queued, last_sent = queued, now
                 yield "queued", queued
@@ -144,7 +148,9 @@ def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
 
     def body() -> Iterator[str]:
         try:
-            yield ": stream open\n\n"  # flushes the headers: the client knows it is subscribed
+            # Flushes the headers (the client knows it is subscribed) and asks EventSource clients to
+            # reconnect after 1 s if the connection drops (an API restart): they resume by Last-Event-ID.
+            yield "retry: 1000\n: stream open\n\n"
             for kind, payload in relay.messages():
                 yield sse(kind, payload)
         except StreamGone:

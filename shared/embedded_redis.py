@@ -38,9 +38,10 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process; stop() ends it by its pid."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = False) -> None:
         self.port = port or free_port()
         self.data_dir = data_dir
+        self.appendonly = appendonly  # keep data across a restart (an append-only file under data_dir)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,7 +62,7 @@ class EmbeddedRedis:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
                 "--loglevel",
                 "warning",
             ],

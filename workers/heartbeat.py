@@ -1,4 +1,4 @@
-"""Publishes this worker's WorkerInfo to Redis every few seconds, so the API and monitoring see it live."""
+"""Every few seconds: publish this worker's WorkerInfo and renew its leases, then reap orphaned requests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import redis
 
 from shared import bus, lifecycle
 from shared.messages import WorkerInfo
+from workers.recovery import reap
 from workers.service import EngineService
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,11 @@ class Heartbeat:
             log.warning("could not remove this worker's heartbeat; it will expire")
 
     def _run(self) -> None:
+        # Beat, then reap: after a Redis outage this worker renews its own leases before it
+        # looks for expired ones, so it never requeues a request it is still running.
         while not self._stopping.wait(self.service.settings.heartbeat_interval_s):
             try:
                 self.beat()
+                reap(self.service.redis, self.service.settings, self.service.enqueue)
             except redis.RedisError:
                 log.warning("heartbeat failed; retrying", exc_info=True)

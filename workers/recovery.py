@@ -8,7 +8,6 @@ by default, and when shorter it redelivers long generations while they still run
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 import redis
@@ -39,26 +38,3 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
             log.warning("request %s lost its worker: %s", rid, result)
             handled.append(rid)
     return handled
-
-
-class Reaper:
-    def __init__(
-        self, r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationRequest], None]
-    ) -> None:
-        self.redis, self.settings, self.enqueue = r, settings, enqueue
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.settings.heartbeat_interval_s):
-            try:
-                reap(self.redis, self.settings, self.enqueue)
-            except redis.RedisError:
-                log.warning("reaper: Redis unavailable; retrying", exc_info=True)

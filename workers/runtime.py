@@ -12,25 +12,23 @@ from shared.messages import GenerationRequest
 from shared.settings import Settings
 from workers.heartbeat import Heartbeat, new_worker_id
 from workers.model_loader import load_model
-from workers.recovery import Reaper
 from workers.service import EngineService
 
 log = logging.getLogger(__name__)
 _service: EngineService | None = None
-_threads: list[Heartbeat | Reaper] = []
+_heartbeat: list[Heartbeat] = []
 
 
 def start(settings: Settings, enqueue: Callable[[GenerationRequest], None]) -> EngineService:
-    """Load the model, start the engine loop, the heartbeat and the reaper (idempotent)."""
+    """Load the model, start the engine loop and the heartbeat, which also reaps (idempotent)."""
     global _service
     if _service is None:
         loaded = load_model(settings.model, settings.cache_dir, settings.device, settings.dtype)
         client = bus.connect(settings.redis_url)
         _service = EngineService(loaded, settings, client, new_worker_id(), enqueue)
         _service.start()
-        _threads[:] = [Heartbeat(_service), Reaper(client, settings, enqueue)]
-        for thread in _threads:
-            thread.start()
+        _heartbeat.append(Heartbeat(_service))
+        _heartbeat[0].start()
         log.info(
             "worker %s serves %s on %s (max batch %d, context %d)",
             _service.worker_id,
@@ -67,8 +65,9 @@ def drain(timeout_s: float) -> None:
 
 def stop() -> None:
     global _service
-    for thread in _threads:
-        thread.stop()
+    for heartbeat in _heartbeat:
+        heartbeat.stop()
+    _heartbeat.clear()
     if _service is not None:
         _service.stop()
     _service = None
