@@ -120,9 +120,9 @@ class Relay:
 
 def event_payload(event: StreamEvent) -> dict[str, Any]:
     """What a client sees of an event: everything but the wire version and the type."""
-    if isinstance(event, TokenEvent):  # the hot path: skip pydantic's serializer
+    if isinstance(event, TokenEvent) and event.logprobs is None:  # the hot path: skip pydantic's serializer
         return {"index": event.index, "text": event.text}
-    return event.model_dump(mode="json", exclude={"v", "type", "token_ids"})
+    return event.model_dump(mode="json", exclude={"v", "type", "token_ids"}, exclude_none=True)
 
 
 def sse(kind: str, payload: Any) -> str:

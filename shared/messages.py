@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 
 class RequestStatus(StrEnum):
@@ -45,6 +45,10 @@ class SamplingParams(_Message):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     ignore_eos: bool = False  # keep generating past the EOS token (benchmarks, tests)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0)
+    min_tokens: int = Field(default=0, ge=0, le=1_000_000)
+    logprobs: int | None = Field(default=None, ge=0, le=20, description="top log-probabilities per token")
     stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=8
     )
@@ -55,17 +59,30 @@ class SamplingParams(_Message):
         return [value] if isinstance(value, str) else value
 
 
+class ChatMessage(_Message):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
 class GenerationRequest(_Message):
-    """A prompt to generate from, stored in the request hash; the Celery task carries only its id."""
+    """A prompt (or chat messages, rendered by the worker's chat template) to generate from, stored in
+    the request hash; the Celery task carries only its id."""
 
     v: Literal[1] = 1
     request_id: str
     model: str
-    prompt: str = Field(min_length=1)
+    prompt: str = ""
+    messages: list[ChatMessage] | None = None
     params: SamplingParams
     created_at: float
     cancel_on_disconnect: bool = False  # cancel when a subscriber of its stream disconnects
     timeout_s: float | None = None  # generation ends with finish_reason "timeout" this long after created_at
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self) -> GenerationRequest:
+        if bool(self.prompt) == bool(self.messages):
+            raise ValueError("exactly one of prompt and messages must be given")
+        return self
 
 
 class Usage(_Message):
@@ -89,6 +106,21 @@ class RequestState(_Message):
     largest_batch: int | None = None  # the most requests that shared a decode step with this one
 
 
+class TopLogprob(_Message):
+    token_id: int
+    token: str
+    logprob: float
+
+
+class TokenLogprob(_Message):
+    """One generated token with its log-probability and, when asked for, the most likely alternatives."""
+
+    token_id: int
+    token: str
+    logprob: float
+    top: list[TopLogprob] = Field(default_factory=list)
+
+
 class TokenEvent(_Message):
     """New text of one request; `index` counts events from 0 and is the stream entry's id."""
 
@@ -97,6 +129,7 @@ class TokenEvent(_Message):
     index: int = Field(ge=0)
     text: str
     token_ids: list[int] = Field(default_factory=list)  # the tokens this text completes (to resume from)
+    logprobs: list[TokenLogprob] | None = None  # one per token id, when the request asked for them
 
 
 class DoneEvent(_Message):

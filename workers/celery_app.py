@@ -6,6 +6,8 @@ so a worker never reserves more requests than its engine can batch.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from celery import Celery
@@ -16,6 +18,7 @@ from shared.keys import GENERATE_TASK, queue_name
 from shared.messages import GenerationRequest
 from shared.settings import get_settings
 
+log = logging.getLogger(__name__)
 settings = get_settings()
 app = Celery("torchweave", broker=settings.redis_url, include=["workers.tasks"])
 app.conf.update(
@@ -42,7 +45,12 @@ def enqueue(request: GenerationRequest) -> None:
 def _start_engine(**_: Any) -> None:
     from workers import runtime
 
-    runtime.start(settings, enqueue)
+    try:
+        runtime.start(settings, enqueue)
+    except Exception:
+        # A worker without an engine must not take requests off the queue: leave at once.
+        log.exception("the engine could not start; this worker exits")
+        os._exit(1)
 
 
 @worker_shutting_down.connect

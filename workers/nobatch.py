@@ -18,6 +18,7 @@ from shared.messages import (
     TokenEvent,
     Usage,
 )
+from workers import chat
 from workers.service import EngineService
 from workers.text_output import TextOutput
 
@@ -53,7 +54,7 @@ def generate_alone(service: EngineService, request_id: str) -> None:
 def _generate(service: EngineService, request: GenerationRequest) -> None:
     request_id = request.request_id
     loaded, params = service.loaded, request.params
-    prompt_ids = loaded.tokenizer.encode(request.prompt)
+    prompt_ids = chat.prompt_ids(loaded.tokenizer, request)
     room = service.max_model_len - len(prompt_ids)
     max_new = min(params.max_new_tokens, room)
     started = time.time()

@@ -27,9 +27,12 @@ from shared.messages import (
     RequestState,
     RequestStatus,
     TokenEvent,
+    TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from shared.settings import Settings
+from workers.chat import prompt_ids
 from workers.engine import LLMEngine, SamplingOptions, StepOutput
 from workers.model_loader import LoadedModel
 from workers.redis_writes import Writes
@@ -49,6 +52,7 @@ class ActiveRequest:
     done: threading.Event = field(default_factory=threading.Event)
     next_index: int = 0  # index of the next event on the request's stream
     pending_ids: list[int] = field(default_factory=list)  # tokens whose text is not in an event yet
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
     is_started: bool = False
     admitted_at: float = 0.0
 
@@ -77,6 +81,10 @@ def sampling_options(request: GenerationRequest) -> SamplingOptions:
         top_p=p.top_p,
         seed=p.seed,
         ignore_eos=p.ignore_eos,
+        min_p=p.min_p,
+        repetition_penalty=p.repetition_penalty,
+        min_tokens=p.min_tokens,
+        logprobs=p.logprobs,
     )
 
 
@@ -102,6 +110,7 @@ class EngineService:
         # One forward pass at a time: engine steps and the no-batching baseline share the model.
         self.model_lock = threading.Lock()
         self.mean_request_s: float | None = None
+        self._token_texts: dict[int, str] = {}
         self._inbox: queue.Queue[ActiveRequest | str] = queue.Queue()
         self._active: dict[str, ActiveRequest] = {}  # owned by the loop thread
         self._claimed: set[str] = set()  # every request this worker holds a lease on
@@ -163,7 +172,7 @@ class EngineService:
         """The request's state, continued from whatever its stream already holds."""
         tokenizer = self.loaded.tokenizer
         active = ActiveRequest(
-            request, tokenizer.encode(request.prompt), TextOutput(tokenizer, request.params.stop)
+            request, prompt_ids(tokenizer, request), TextOutput(tokenizer, request.params.stop)
         )
         events = [
             e
@@ -242,6 +251,8 @@ class EngineService:
                 writes.add(bus.update_state, rid, state)
                 writes.add(bus.expire_request, rid, self.settings.stream_ttl_s)
             active.pending_ids.append(out.token_id)
+            if out.logprob is not None:
+                active.pending_logprobs.append(self._token_logprob(out))
             piece = active.output.push(out.token_id)
             reason = FinishReason(out.finish_reason) if out.finish_reason else None
             if reason is None and active.output.stopped:  # a stop string matched in the text
@@ -276,10 +287,31 @@ class EngineService:
 
     def _add_text(self, writes: Writes, active: ActiveRequest, piece: str) -> None:
         if piece:
-            event = TokenEvent(index=active.next_index, text=piece, token_ids=active.pending_ids)
+            asked = active.request.params.logprobs is not None
+            event = TokenEvent(
+                index=active.next_index,
+                text=piece,
+                token_ids=active.pending_ids,
+                logprobs=active.pending_logprobs if asked else None,
+            )
             writes.add(bus.append_event, active.request_id, event)
             active.next_index += 1
             active.pending_ids = []
+            active.pending_logprobs = []
+
+    def _token_logprob(self, out: StepOutput) -> TokenLogprob:
+        text = self._token_text
+        top = [TopLogprob(token_id=t, token=text(t), logprob=lp) for t, lp in out.top_logprobs or []]
+        return TokenLogprob(
+            token_id=out.token_id, token=text(out.token_id), logprob=out.logprob or 0.0, top=top
+        )
+
+    def _token_text(self, token_id: int) -> str:
+        """One token alone as text (special tokens shown), cached: logprobs name every token."""
+        text = self._token_texts.get(token_id)
+        if text is None:
+            text = self._token_texts[token_id] = self.loaded.tokenizer.decode([token_id])
+        return text
 
     def _add_end(
         self,

@@ -28,6 +28,8 @@ class StepOutput:
     num_output_tokens: int
     finish_reason: str | None  # None while the sequence runs on
     largest_batch: int
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] | None = None
 
 
 @dataclass
@@ -42,7 +44,7 @@ class LLMEngine:
         self.max_batch = max_batch
         self.max_model_len = max_model_len
         self.runner = ModelRunner(model, max_batch, max_model_len)
-        self.sampler = Sampler(self.runner.device)
+        self.sampler = Sampler(self.runner.device, eos_token_ids)
         self.scheduler = Scheduler(max_batch, max_model_len, eos_token_ids)
         self.seqs: dict[str, Sequence] = {}
         self.stats = EngineStats()
@@ -96,25 +98,27 @@ class LLMEngine:
         rows = [self.runner.prefill(seq)[None] for seq in schedule.prefill]
         if schedule.decode:
             rows.append(self.runner.decode(schedule.decode))
-        token_ids = self.sampler.sample(torch.cat(rows), seqs)
+        samples = self.sampler.sample(torch.cat(rows), seqs)
         for seq in seqs:
             seq.largest_batch = max(seq.largest_batch, len(seqs))
-        self.scheduler.postprocess(seqs, token_ids)
+        self.scheduler.postprocess(seqs, [s.token_id for s in samples])
         self.stats.num_steps += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(seqs))
         self.stats.tokens_generated += len(seqs)
         outputs = []
-        for seq, token_id in zip(seqs, token_ids, strict=True):
+        for seq, sample in zip(seqs, samples, strict=True):
             if seq.status.is_finished:
                 del self.seqs[seq.seq_id]
             outputs.append(
                 StepOutput(
                     seq.seq_id,
-                    token_id,
+                    sample.token_id,
                     len(seq.prompt_ids),
                     len(seq.output_ids),
                     seq.status.finish_reason,
                     seq.largest_batch,
+                    sample.logprob,
+                    sample.top_logprobs,
                 )
             )
         return outputs

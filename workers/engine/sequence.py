@@ -41,6 +41,10 @@ class SamplingOptions:
     top_p: float = 1.0
     seed: int | None = None
     ignore_eos: bool = False
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    min_tokens: int = 0  # EOS is suppressed until this many tokens are out
+    logprobs: int | None = None  # None: none; 0: the chosen token's; k: also the k most likely
 
 
 @dataclass
