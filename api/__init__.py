@@ -17,7 +17,7 @@ from shared.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app with its Redis client, its Celery client and every blueprint."""
-    from api import errors, health, requests, streams
+    from api import errors, health, openai_api, openapi, requests, streams
 
     s = settings or get_settings()
     app = Flask(__name__)
@@ -37,4 +37,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.register_blueprint(health.bp)
     app.register_blueprint(requests.bp)
     app.register_blueprint(streams.bp)
+    app.register_blueprint(openai_api.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(openapi.docs_blueprint())
     return app

@@ -22,18 +22,24 @@ from shared import bus, keys
 from shared.messages import StreamEvent
 
 log = logging.getLogger(__name__)
-BLOCK_MS = 5000  # the read returns at once when any followed stream (or the wake stream) gets an entry
+# The read returns at once when any followed stream (or the wake stream) gets an entry; the block
+# stays under redis-py's 5 s socket timeout.
+BLOCK_MS = 2000
+
+
+Tagged = tuple[int, StreamEvent]  # (the subscription's tag, an event): several streams can share a queue
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One subscriber's queue of events with index > after_index."""
+    """One subscriber's queue of events with index > after_index (shared with others to merge streams)."""
 
     request_id: str
     after_index: int
-    events: queue.Queue[StreamEvent] = field(default_factory=queue.Queue)
+    tag: int = 0
+    events: queue.Queue[Tagged] = field(default_factory=queue.Queue)
 
-    def get(self, timeout_s: float) -> list[StreamEvent]:
+    def get(self, timeout_s: float) -> list[Tagged]:
         """Events that arrived, waiting up to timeout_s for the first; [] when none came."""
         try:
             first = self.events.get(timeout=timeout_s)
@@ -55,9 +61,14 @@ class StreamHub:
         self._wake_key = f"{keys.PREFIX}:hub:{uuid.uuid4().hex}"
         self._thread: threading.Thread | None = None
 
-    def subscribe(self, request_id: str, after_index: int) -> Subscription:
-        """Follow a request from after_index on; its stored events arrive first, then live ones."""
-        sub = Subscription(request_id, after_index)
+    def subscribe(
+        self, request_id: str, after_index: int, tag: int = 0, events: queue.Queue[Tagged] | None = None
+    ) -> Subscription:
+        """Follow a request from after_index on; its stored events arrive first, then live ones.
+
+        Subscriptions given the same `events` queue share it, their events told apart by `tag`.
+        """
+        sub = Subscription(request_id, after_index, tag, events if events is not None else queue.Queue())
         with self._lock:
             self._subs.setdefault(request_id, set()).add(sub)
             if self._thread is None:  # started lazily: after gunicorn forks, in the process that serves
@@ -114,5 +125,5 @@ class StreamHub:
                 # Strictly the next index: a subscriber that joined behind the others gets the
                 # entries it lacks on the next read, never a gap.
                 if event.index == sub.after_index + 1:
-                    sub.events.put(event)
+                    sub.events.put((sub.tag, event))
                     sub.after_index = event.index

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import redis
 from flask import Response, stream_with_context
 
-from api.hub import StreamHub
+from api.hub import StreamHub, Tagged
 from shared import bus, lifecycle
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 from shared.settings import Settings
@@ -32,19 +33,29 @@ class StreamGone(Exception):
 
 def follow(hub: StreamHub, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
     """Yield events after `after_index` until the done or error event; None after each idle second."""
-    sub = hub.subscribe(request_id, after_index)
+    for tagged in follow_many(hub, [request_id], after_index):
+        yield None if tagged is None else tagged[1]
+
+
+def follow_many(hub: StreamHub, request_ids: list[str], after_index: int = -1) -> Iterator[Tagged | None]:
+    """Several streams merged: (position in request_ids, event) until every stream has ended;
+    None after each idle second."""
+    merged: queue.Queue[Tagged] = queue.Queue()
+    subs = [hub.subscribe(rid, after_index, tag, merged) for tag, rid in enumerate(request_ids)]
+    open_streams = len(subs)
     try:
-        while True:
-            events = sub.get(timeout_s=IDLE_TICK_S)
-            if not events:
+        while open_streams:
+            got = subs[0].get(timeout_s=IDLE_TICK_S)  # every subscription reads the same queue
+            if not got:
                 yield None
                 continue
-            for event in events:
-                yield event
+            for tag, event in got:
+                yield tag, event
                 if event.type != "token":
-                    return
+                    open_streams -= 1
     finally:
-        hub.unsubscribe(sub)
+        for sub in subs:
+            hub.unsubscribe(sub)
 
 
 def queue_info(r: redis.Redis, request: GenerationRequest, settings: Settings) -> dict[str, Any] | None:

@@ -11,7 +11,8 @@ from flask import Blueprint, Response, jsonify, request
 from api import context
 from api.errors import ApiError
 from api.relay import Relay, follow, queue_info, sse_response
-from api.submit import parse_submit_body, submit
+from api.schemas import SubmitBody
+from api.submit import parse_body, submit
 from shared import bus, keys, lifecycle
 from shared.messages import GenerationRequest, RequestState, RequestStatus, TokenEvent
 
@@ -29,7 +30,7 @@ def _base_url(ws: bool = False) -> str:
 @bp.post("/requests")
 def create_request() -> tuple[Response, int]:
     """Accept a prompt; 202 with the id and where to follow its tokens."""
-    gen = submit(parse_submit_body())
+    gen = submit(parse_body(SubmitBody))
     rid = gen.request_id
     body = {
         "id": rid,
@@ -103,7 +104,7 @@ def generate() -> Response:
 
     A client that disconnects before the end cancels the request.
     """
-    gen = submit(parse_submit_body())
+    gen = submit(parse_body(SubmitBody))
     return sse_response(
         TtftRelay(context.redis_client(), context.hub(), gen, context.settings()), cancel_on_disconnect=True
     )
@@ -124,7 +125,7 @@ class TtftRelay(Relay):
 @bp.post("/generate_nobatch")
 def generate_nobatch() -> Response:
     """Generate one request alone (no batching) and return its whole text as JSON."""
-    gen = submit(parse_submit_body(), task_name=keys.GENERATE_NOBATCH_TASK)
+    gen = submit(parse_body(SubmitBody), task_name=keys.GENERATE_NOBATCH_TASK)
     deadline = time.monotonic() + NOBATCH_TIMEOUT_S
     text = []
     for event in follow(context.hub(), gen.request_id):

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api import context
 from api.errors import ApiError, from_validation_error
 from api.schemas import SubmitBody
 from api.token_limits import count_prompt_tokens
 from shared import bus, keys
-from shared.messages import GenerationRequest, WorkerInfo
+from shared.messages import ChatMessage, GenerationRequest, SamplingParams, WorkerInfo
+
+Body = TypeVar("Body", bound=BaseModel)
 
 
 def _reject_constant(name: str) -> Any:
@@ -34,20 +36,21 @@ def read_json_object() -> dict[str, Any]:
     return body
 
 
-def parse_submit_body() -> SubmitBody:
+def parse_body(model: type[Body]) -> Body:
+    """The JSON body validated by a pydantic model; a 400 naming the first field at fault."""
     try:
-        body = SubmitBody.model_validate(read_json_object())
+        return model.model_validate(read_json_object())
     except ValidationError as exc:
         raise from_validation_error(exc) from None
-    limit = context.settings().max_new_tokens_limit
-    if body.max_new_tokens > limit:
-        raise ApiError(400, f"max_new_tokens: at most {limit}", param="max_new_tokens", code="too_large")
-    return body
 
 
-def check_limits(body: SubmitBody, model: str, workers: list[WorkerInfo]) -> None:
+def check_limits(model: str, prompt: str, max_new_tokens: int, workers: list[WorkerInfo]) -> None:
     """429 when the model's queue is full; 400 when the prompt and max_new_tokens cannot fit its context."""
     s = context.settings()
+    if max_new_tokens > s.max_new_tokens_limit:
+        raise ApiError(
+            400, f"max_new_tokens: at most {s.max_new_tokens_limit}", param="max_new_tokens", code="too_large"
+        )
     waiting = bus.num_waiting(context.redis_client(), model)
     if waiting >= s.max_queued:
         raise ApiError(
@@ -60,40 +63,68 @@ def check_limits(body: SubmitBody, model: str, workers: list[WorkerInfo]) -> Non
     if not contexts:
         return  # no worker to ask yet: the worker that takes it refuses what cannot fit
     max_len = min(contexts)
-    if body.max_new_tokens >= max_len:
+    if max_new_tokens >= max_len:
         raise ApiError(
             400,
             f"max_new_tokens: at most {max_len - 1} for {model!r} (its context is {max_len})",
             param="max_new_tokens",
             code="too_large",
         )
-    n_prompt = count_prompt_tokens(model, body.prompt, s)
-    if n_prompt is not None and n_prompt + body.max_new_tokens > max_len:
+    n_prompt = count_prompt_tokens(model, prompt, s) if prompt else None
+    if n_prompt is not None and n_prompt + max_new_tokens > max_len:
         raise ApiError(
             400,
-            f"prompt: {n_prompt} tokens; with max_new_tokens {body.max_new_tokens} that exceeds "
-            f"the context of {max_len} (at most {max_len - body.max_new_tokens} prompt tokens)",
+            f"prompt: {n_prompt} tokens; with max_new_tokens {max_new_tokens} that exceeds "
+            f"the context of {max_len} (at most {max_len - max_new_tokens} prompt tokens)",
             param="prompt",
             code="context_length_exceeded",
         )
 
 
-def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationRequest:
-    """Store the request (queued) and enqueue its id by task name; returns what was stored."""
-    model = body.model or context.settings().model
+def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
+    """The model a request names (or the default), and the live workers; 404 for a model not served."""
+    name = model or context.settings().model
     workers = bus.list_workers(context.redis_client())
-    if model != context.settings().model and model not in {w.model for w in workers}:
-        raise ApiError(404, f"model {model!r} is not served here", param="model", code="model_not_found")
-    check_limits(body, model, workers)
+    if name != context.settings().model and name not in {w.model for w in workers}:
+        raise ApiError(404, f"model {name!r} is not served here", param="model", code="model_not_found")
+    return name, workers
+
+
+def submit_generation(
+    model: str | None,
+    params: SamplingParams,
+    *,
+    prompt: str = "",
+    messages: list[ChatMessage] | None = None,
+    cancel_on_disconnect: bool = False,
+    timeout_s: float | None = None,
+    task_name: str = keys.GENERATE_TASK,
+) -> GenerationRequest:
+    """Check the limits, store the request (queued) and enqueue its id by task name."""
+    name, workers = resolve_model(model)
+    check_limits(name, prompt, params.max_new_tokens, workers)
     gen = GenerationRequest(
         request_id=uuid.uuid4().hex,
-        model=model,
-        prompt=body.prompt,
-        params=body.sampling(),
+        model=name,
+        prompt=prompt,
+        messages=messages,
+        params=params,
         created_at=time.time(),
-        cancel_on_disconnect=body.cancel_on_disconnect,
-        timeout_s=body.timeout,
+        cancel_on_disconnect=cancel_on_disconnect,
+        timeout_s=timeout_s,
     )
     bus.save_request(context.redis_client(), gen, context.settings().stream_ttl_s)
-    context.celery().send_task(task_name, args=[gen.request_id], queue=keys.queue_name(model))
+    context.celery().send_task(task_name, args=[gen.request_id], queue=keys.queue_name(name))
     return gen
+
+
+def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationRequest:
+    """Submit a /v1/requests-style body."""
+    return submit_generation(
+        body.model,
+        body.sampling(),
+        prompt=body.prompt,
+        cancel_on_disconnect=body.cancel_on_disconnect,
+        timeout_s=body.timeout,
+        task_name=task_name,
+    )
