@@ -56,6 +56,12 @@ def register(app: Flask) -> None:
         response = error_response(exc.code or 500, exc.description or exc.name)
         return response
 
+    @app.errorhandler(ValidationError)
+    def _invalid(exc: ValidationError) -> Response:
+        # Validation past the body's own model (e.g. sampling built from an OpenAI body) is still bad input.
+        err = from_validation_error(exc)
+        return error_response(err.status, err.message, err.param, err.code)
+
     @app.errorhandler(redis.RedisError)
     def _redis_down(exc: redis.RedisError) -> Response:
         log.warning("redis unavailable: %s", exc)

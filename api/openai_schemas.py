@@ -5,7 +5,7 @@ Unknown fields are refused (a 400 naming the field), so nothing is silently igno
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,7 +27,9 @@ class _OpenAIRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=8, description="choices, each its own sequence in the batch")
-    stop: str | list[str] | None = None
+    stop: (
+        str | Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=8)] | None
+    ) = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -33,6 +33,14 @@ def read_json_object() -> dict[str, Any]:
         raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object", code="invalid_json")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # "\ud800" escapes decode to lone surrogates, which no UTF-8 store takes
+        raise ApiError(
+            400,
+            "the body contains a lone surrogate (\\uD800-\\uDFFF): not valid Unicode text",
+            code="invalid_json",
+        ) from None
     return body
 
 

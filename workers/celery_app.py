@@ -33,6 +33,13 @@ app.conf.update(
     task_send_sent_event=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # A message reserved by a worker that died before claiming its request comes back after this.
+    # Short is safe here: a redelivered message whose request is already claimed is dropped at once.
+    broker_transport_options={
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    },
 )
 
 

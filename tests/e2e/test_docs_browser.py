@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Route, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -26,7 +26,7 @@ def test_docs_render_offline(live_url: str, browser: Browser) -> None:
     page = browser.new_page()
     outside: list[str] = []
 
-    def only_loopback(route) -> None:  # type: ignore[no-untyped-def]
+    def only_loopback(route: Route) -> None:
         if route.request.url.startswith(live_url):
             route.continue_()
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import openai
 import pytest
@@ -41,7 +42,7 @@ def test_streamed_completion_equals_the_whole_one(client: openai.OpenAI) -> None
 
 
 def test_chat_completion_and_stream(client: openai.OpenAI) -> None:
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    messages: list[Any] = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     whole = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=15, temperature=0)
     assert whole.object == "chat.completion" and whole.choices[0].message.role == "assistant"
     chunks = list(
