@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install run test lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +21,12 @@ install: $(STAMP)
 run: install
 	$(PY) scripts/serve.py
 
+# The browser tests drive Debian's chromium (never a downloaded browser).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: install
+test: install $(CHROMIUM)
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 lint: install

@@ -74,7 +74,7 @@ def test_malformed_bodies_are_400(api_url: str, data: bytes) -> None:
 
 
 def test_oversized_body_is_413(api_url: str) -> None:
-    assert_error(post(api_url, json={"prompt": "x" * (2 * 1024 * 1024)}), 413)
+    assert_error(post(api_url, json={"prompt": "x" * (10 * 1024 * 1024)}), 413)
 
 
 def test_unknown_request_is_404(api_url: str) -> None:

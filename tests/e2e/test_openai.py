@@ -8,6 +8,7 @@ from typing import Any
 import openai
 import pytest
 import requests
+from openapi_spec_validator import validate
 
 from shared import bus, keys
 
@@ -171,6 +172,7 @@ def test_streamed_request_is_resumable_by_its_request_id(live_url: str) -> None:
 
 def test_openapi_document_and_docs(live_url: str) -> None:
     doc = requests.get(f"{live_url}/openapi.json", timeout=5).json()
+    validate(doc)  # raises on any departure from the OpenAPI 3.1 specification
     assert doc["openapi"].startswith("3.")
     for path in ("/v1/requests", "/v1/completions", "/v1/chat/completions"):
         assert path in doc["paths"]

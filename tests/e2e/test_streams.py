@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -15,7 +16,7 @@ from celery import Celery
 from shared import bus, keys
 from shared.messages import GenerationRequest, SamplingParams
 from tests.clients import SseEvent, indexed, parse_sse, read_sse, read_ws, stream_text, submit
-from tests.servers import wait_for
+from tests.servers import start_api, wait_for
 
 LONG = {"prompt": "A long story", "max_new_tokens": 1500, "temperature": 0}
 
@@ -218,3 +219,22 @@ def test_timeout_ends_generation_with_its_own_reason(live_url: str) -> None:
     events = indexed(read_sse(sub["stream_url"]))
     assert events[-1].data["finish_reason"] == "timeout"
     assert 0 < events[-1].data["usage"]["completion_tokens"] < LONG["max_new_tokens"]
+
+
+def test_stream_survives_an_api_restart(live_url: str, server_env: dict[str, str], log_dir: Path) -> None:
+    other, other_url = start_api(server_env, log_dir)
+    try:
+        sub = submit(
+            other_url, prompt="Across API processes", max_new_tokens=600, temperature=0, ignore_eos=True
+        )
+        head, _ = read_first(f"{other_url}/v1/requests/{sub['id']}/stream", 4)
+    finally:
+        other.stop()  # the API process that took the request goes away mid-stream
+    rest = indexed(
+        read_sse(f"{live_url}/v1/requests/{sub['id']}/stream", headers={"Last-Event-ID": head[-1].id})
+    )
+    events = head + rest
+    assert [e.data["index"] for e in events] == list(range(len(events)))
+    assert events[-1].event == "done" and events[-1].data["usage"]["completion_tokens"] == 600
+    whole = requests.get(f"{live_url}/v1/requests/{sub['id']}", timeout=5).json()
+    assert stream_text(events) == whole["text"]
