@@ -35,6 +35,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     # A message reserved by a worker that died before claiming its request comes back after this.
     # Short is safe here: a redelivered message whose request is already claimed is dropped at once.
+    broker_transport="workers.broker:Transport",
     broker_transport_options={
         "visibility_timeout": settings.visibility_timeout_s,
         "unacked_restore_interval": 1,

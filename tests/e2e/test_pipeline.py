@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.clients import SseEvent, indexed, read_sse, read_ws, stream_text, submit
+from tests.e2e.conftest import greedy_text
 
 PROMPTS = [
     "Once upon a time",
@@ -23,27 +20,6 @@ PROMPTS = [
     "日本語のテキスト",
     "def main():\n    return 42",
 ]
-
-
-@pytest.fixture(scope="module")
-def reference(cache_dir: Path) -> Any:
-    """The built-in model, loaded in this process to compute model.generate's answers."""
-    path = cache_dir / "models" / "torchweave-tiny"
-    return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
-
-
-def greedy_text(reference: Any, prompt: str, max_new_tokens: int) -> str:
-    tokenizer, model = reference
-    ids = torch.tensor([tokenizer.encode(prompt)])
-    out = model.generate(
-        ids,
-        attention_mask=torch.ones_like(ids),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    text: str = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-    return text
 
 
 def assert_well_formed(events: list[SseEvent]) -> None:

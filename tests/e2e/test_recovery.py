@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 import requests
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.clients import indexed, read_sse, stream_text, submit
+from tests.e2e.conftest import greedy_text
 from tests.e2e.test_streams import read_first
 from tests.servers import Process, start_api, start_worker, wait_for
 
@@ -39,28 +38,6 @@ def cluster(server_env: dict[str, str], log_dir: Path) -> Iterator[tuple[str, di
     yield url, workers
     for proc in [*workers.values(), api]:
         proc.stop()
-
-
-@pytest.fixture(scope="module")
-def reference(cache_dir: Path) -> Any:
-    path = cache_dir / "models" / "torchweave-tiny"
-    return AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
-
-
-def greedy_text(reference: Any, prompt: str, max_new_tokens: int) -> str:
-    """model.generate alone, with EOS ignored as the requests ask."""
-    tokenizer, model = reference
-    ids = torch.tensor([tokenizer.encode(prompt)])
-    out = model.generate(
-        ids,
-        attention_mask=torch.ones_like(ids),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=None,  # an explicit None overrides the model's own EOS
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    text: str = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-    return text
 
 
 def worker_of(url: str, request_id: str) -> int:
@@ -90,7 +67,9 @@ def test_sigkill_mid_generation_continues_on_the_other_worker(
             "an index repeated or went missing"
         )
         assert events[-1].event == "done" and events[-1].data["usage"]["completion_tokens"] == MAX_NEW
-        assert stream_text(events) == greedy_text(reference, prompt, MAX_NEW), f"{prompt!r} differs"
+        assert stream_text(events) == greedy_text(reference, prompt, MAX_NEW, ignore_eos=True), (
+            f"{prompt!r} differs"
+        )
         status = requests.get(f"{url}/v1/requests/{sub['id']}", timeout=5).json()
         assert status["status"] == "finished" and status["worker_id"] != f"{victim_pid}"
     assert recovered_s < 15
@@ -119,7 +98,7 @@ def test_sigterm_hands_unfinished_requests_back(
     os.kill(pid, signal.SIGTERM)  # drain timeout is 1 s here: the rest is handed back
     events = head + indexed(read_sse(f"{subs[0]['stream_url']}?from={head[-1].id}", timeout=90))
     assert [e.data["index"] for e in events] == list(range(len(events)))
-    assert stream_text(events) == greedy_text(reference, PROMPTS[0], MAX_NEW * 2)
+    assert stream_text(events) == greedy_text(reference, PROMPTS[0], MAX_NEW * 2, ignore_eos=True)
     proc = next(p for p in workers.values() if p.pid == pid)
     wait_for(lambda: not proc.is_alive(), 30, "the worker to exit")
     assert proc.popen.returncode == 0  # a clean exit

@@ -22,11 +22,6 @@ from shared.messages import (
 )
 
 
-@pytest.fixture
-def r(redis_url: str) -> redis.Redis:
-    return bus.connect(redis_url)
-
-
 def new_request(model: str = "m") -> GenerationRequest:
     return GenerationRequest(
         request_id=uuid.uuid4().hex, model=model, prompt="p", params=SamplingParams(), created_at=time.time()

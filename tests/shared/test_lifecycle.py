@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
 import redis
 
 from shared import bus, keys, lifecycle
@@ -19,11 +18,6 @@ from shared.messages import (
     SamplingParams,
     TokenEvent,
 )
-
-
-@pytest.fixture
-def r(redis_url: str) -> redis.Redis:
-    return bus.connect(redis_url)
 
 
 def queued(r: redis.Redis) -> GenerationRequest:
