@@ -51,6 +51,7 @@ def save_request(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> None
     pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
     pipe.expire(key, ttl_s)
     enqueue_waiting(pipe, request)
+    pipe.zadd(keys.DISPATCH, {request.request_id: request.created_at})
     pipe.execute()
 
 

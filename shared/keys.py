@@ -7,6 +7,7 @@ import re
 PREFIX = "tw"
 WORKER_PATTERN = f"{PREFIX}:worker:*"
 LEASES = f"{PREFIX}:leases"  # sorted set: request id -> when its worker's lease on it runs out
+DISPATCH = f"{PREFIX}:dispatch"  # sorted set: queued request id -> when its task was last enqueued
 GENERATE_TASK = "workers.tasks.generate"
 GENERATE_NOBATCH_TASK = "workers.tasks.generate_nobatch"
 

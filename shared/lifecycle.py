@@ -19,13 +19,27 @@ from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestS
 
 _FINAL = "status == '\"finished\"' or status == '\"cancelled\"' or status == '\"failed\"'"
 
-# KEYS: hash, waiting set, leases. ARGV: request id, '"running"', worker id (JSON), lease expiry.
+# KEYS: hash, waiting set, leases, dispatch. ARGV: request id, '"running"', worker id (JSON), lease expiry.
 _CLAIM = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= '"queued"' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'worker_id', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return 1
+"""
+
+# KEYS: hash, dispatch. ARGV: request id, now, resend-after seconds. 1: enqueue its task again.
+_REDISPATCH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= '"queued"' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+local sent = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if sent and tonumber(sent) > tonumber(ARGV[2]) - tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
@@ -52,7 +66,7 @@ return cjson.decode(status)
 """
 )
 
-# KEYS: hash, stream, waiting set, leases. ARGV: request id, now, mode ('expired' or the JSON worker
+# KEYS: hash, stream, waiting set, leases, dispatch. ARGV: request id, now, mode ('expired' or the JSON worker
 # id handing it back), max attempts, created_at, ttl, error message.
 # Returns 'requeued', 'failed' or 'skipped'.
 _REQUEUE = (
@@ -87,6 +101,7 @@ end
 redis.call('HSET', KEYS[1], 'status', '"queued"', 'worker_id', 'null')
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
 return 'requeued'
 """
 )
@@ -103,7 +118,7 @@ def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: f
     result = _eval(
         r,
         _CLAIM,
-        [keys.request_key(rid), keys.waiting_key(request.model), keys.LEASES],
+        [keys.request_key(rid), keys.waiting_key(request.model), keys.LEASES, keys.DISPATCH],
         rid,
         json.dumps(RequestStatus.RUNNING.value),
         json.dumps(worker_id),
@@ -175,7 +190,13 @@ def requeue(
     result: str = _eval(
         r,
         _REQUEUE,
-        [keys.request_key(rid), keys.stream_key(rid), keys.waiting_key(request.model), keys.LEASES],
+        [
+            keys.request_key(rid),
+            keys.stream_key(rid),
+            keys.waiting_key(request.model),
+            keys.LEASES,
+            keys.DISPATCH,
+        ],
         rid,
         time.time(),
         "expired" if owner is None else json.dumps(owner),
@@ -185,3 +206,23 @@ def requeue(
         message,
     )
     return result
+
+
+def stale_dispatches(r: redis.Redis, older_than_s: float) -> list[str]:
+    """Queued requests whose task was last enqueued more than older_than_s ago."""
+    client: Any = r
+    ids: list[str] = client.zrangebyscore(keys.DISPATCH, "-inf", time.time() - older_than_s)
+    return ids
+
+
+def redispatch(r: redis.Redis, request_id: str, older_than_s: float) -> bool:
+    """True when a still-queued request's task should be enqueued again (and marks it sent now).
+
+    The broker can lose a message: kombu's Redis transport pops it, then records it as
+    unacknowledged in a second step, and a worker killed in between takes it along. A copy is
+    harmless (claiming is atomic), so a request queued this long gets its task sent again.
+    """
+    result = _eval(
+        r, _REDISPATCH, [keys.request_key(request_id), keys.DISPATCH], request_id, time.time(), older_than_s
+    )
+    return bool(result)

@@ -44,6 +44,9 @@ class Settings:
     max_attempts: int = 3  # workers a request may lose (crash) before it fails
     drain_timeout_s: float = 30.0  # SIGTERM: how long a worker finishes its requests before handing them back
     visibility_timeout_s: int = 10  # Celery (Redis broker): when an unacknowledged message is delivered again
+    redispatch_after_s: float = (
+        30.0  # a request queued this long without being claimed gets its task sent again
+    )
     api_worker_class: str = "gevent"  # gunicorn worker class of the API (gevent or gthread)
     api_threads: int = 600  # gthread: threads (open streams) per API process; gevent: connections
     public_url: str = ""  # base of stream_url / websocket_url; "" uses the request's host
@@ -78,6 +81,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         max_attempts=_int(e, "MAX_ATTEMPTS", defaults.max_attempts),
         drain_timeout_s=_float(e, "DRAIN_TIMEOUT", defaults.drain_timeout_s),
         visibility_timeout_s=_int(e, "VISIBILITY_TIMEOUT", defaults.visibility_timeout_s),
+        redispatch_after_s=_float(e, "REDISPATCH_AFTER", defaults.redispatch_after_s),
         api_worker_class=e.get("API_WORKER_CLASS") or defaults.api_worker_class,
         api_threads=_int(e, "API_THREADS", defaults.api_threads),
         public_url=e.get("PUBLIC_URL", "").rstrip("/"),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared import bus, lifecycle
+from shared import bus, keys, lifecycle
 from shared.messages import GenerationRequest
 from shared.settings import Settings
 
@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationRequest], None]) -> list[str]:
-    """Requeue (or fail, past MAX_ATTEMPTS) every request whose lease has run out; returns their ids."""
+    """Requeue (or fail, past MAX_ATTEMPTS) every request whose lease has run out, and send again the
+    task of every request queued past REDISPATCH_AFTER; returns their ids."""
     handled = []
     for rid in lifecycle.expired_leases(r):
         found = bus.load_request(r, rid)
@@ -36,5 +37,17 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
             enqueue(found[0])
         if result != "skipped":
             log.warning("request %s lost its worker: %s", rid, result)
+            handled.append(rid)
+    for rid in lifecycle.stale_dispatches(r, settings.redispatch_after_s):
+        found = bus.load_request(r, rid)
+        if found is None:
+            r.zrem(keys.DISPATCH, rid)
+        elif lifecycle.redispatch(r, rid, settings.redispatch_after_s):
+            log.warning(
+                "request %s still queued after %.0f s: its task is sent again",
+                rid,
+                settings.redispatch_after_s,
+            )
+            enqueue(found[0])
             handled.append(rid)
     return handled

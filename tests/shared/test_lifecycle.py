@@ -111,3 +111,16 @@ def test_only_the_owner_hands_a_request_back(r: redis.Redis) -> None:
     assert lifecycle.requeue(r, req, owner="owner", max_attempts=3, ttl_s=60) == "requeued"
     assert state_of(r, req).status == RequestStatus.QUEUED
     assert lifecycle.claim(r, req, "next", lease_s=60)
+
+
+def test_a_request_queued_too_long_is_dispatched_again_until_claimed(r: redis.Redis) -> None:
+    req = queued(r)
+    assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=1)
+    time.sleep(0.1)
+    assert req.request_id in lifecycle.stale_dispatches(r, older_than_s=0.05)
+    assert lifecycle.redispatch(r, req.request_id, older_than_s=0.05)
+    assert not lifecycle.redispatch(r, req.request_id, older_than_s=0.05)  # just sent: not again yet
+    time.sleep(0.1)
+    assert lifecycle.claim(r, req, "w", lease_s=60)
+    assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=0)
+    assert not lifecycle.redispatch(r, req.request_id, older_than_s=0)  # claimed: nothing to send
