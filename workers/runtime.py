@@ -16,19 +16,19 @@ from workers.service import EngineService
 
 log = logging.getLogger(__name__)
 _service: EngineService | None = None
-_heartbeat: list[Heartbeat] = []
+_heartbeat: Heartbeat | None = None
 
 
 def start(settings: Settings, enqueue: Callable[[GenerationRequest], None]) -> EngineService:
     """Load the model, start the engine loop and the heartbeat, which also reaps (idempotent)."""
-    global _service
+    global _service, _heartbeat
     if _service is None:
         loaded = load_model(settings.model, settings.cache_dir, settings.device, settings.dtype)
         client = bus.connect(settings.redis_url)
         _service = EngineService(loaded, settings, client, new_worker_id(), enqueue)
         _service.start()
-        _heartbeat.append(Heartbeat(_service))
-        _heartbeat[0].start()
+        _heartbeat = Heartbeat(_service)
+        _heartbeat.start()
         log.info(
             "worker %s serves %s on %s (max batch %d, context %d)",
             _service.worker_id,
@@ -64,10 +64,10 @@ def drain(timeout_s: float) -> None:
 
 
 def stop() -> None:
-    global _service
-    for heartbeat in _heartbeat:
-        heartbeat.stop()
-    _heartbeat.clear()
+    global _service, _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+    _heartbeat = None
     if _service is not None:
         _service.stop()
     _service = None

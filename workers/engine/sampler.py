@@ -44,7 +44,7 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float =
 
 def apply_repetition_penalty(logits: torch.Tensor, token_ids: list[int], penalty: float) -> torch.Tensor:
     """Make tokens already seen (prompt and output) less likely: positive logits divided, negative times."""
-    if penalty == 1.0 or not token_ids:
+    if not token_ids:
         return logits
     ids = torch.tensor(sorted(set(token_ids)), device=logits.device)
     seen = logits[ids]
@@ -66,7 +66,9 @@ class Sampler:
         for i, seq in enumerate(seqs):
             opts = seq.options
             raw = logits[i]
-            row = apply_repetition_penalty(raw, seq.all_ids, opts.repetition_penalty)
+            row = raw
+            if opts.repetition_penalty != 1.0:  # all_ids builds a list: not on every step for everyone
+                row = apply_repetition_penalty(raw, seq.all_ids, opts.repetition_penalty)
             if len(seq.output_ids) < opts.min_tokens and self.eos_token_ids:
                 row = row.clone()
                 row[self.eos_token_ids] = float("-inf")
