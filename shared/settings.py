@@ -32,6 +32,7 @@ class Settings:
     dtype: str = ""  # "" picks bf16 on CUDA, fp32 on CPU
     max_batch: int = 8
     max_model_len: int = 0  # 0: the model's own context length, capped at 2048
+    max_batch_tokens: int = 512  # tokens one engine step runs: decodes first, prefill chunks fill the rest
     max_new_tokens_limit: int = 4096
     stream_ttl_s: int = 3600
     heartbeat_interval_s: float = 2.0
@@ -69,6 +70,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         dtype=e.get("DTYPE", ""),
         max_batch=_int(e, "MAX_BATCH", defaults.max_batch),
         max_model_len=_int(e, "MAX_MODEL_LEN", defaults.max_model_len),
+        max_batch_tokens=_int(e, "MAX_BATCH_TOKENS", defaults.max_batch_tokens),
         max_new_tokens_limit=_int(e, "MAX_NEW_TOKENS_LIMIT", defaults.max_new_tokens_limit),
         stream_ttl_s=_int(e, "STREAM_TTL", defaults.stream_ttl_s),
         heartbeat_interval_s=_float(e, "HEARTBEAT_INTERVAL", defaults.heartbeat_interval_s),

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 # Bytes as the tokens: every UTF-8 character of more than one byte spans several tokens,
@@ -20,8 +21,28 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(out_dir: Path) -> None:
-    """Write a byte-level BPE tokenizer with no merges (256 byte tokens plus 3 specials)."""
+# Llama-architecture shapes: the built-in models and the benchmark's random-weight models of real sizes.
+SHAPES: dict[str, dict[str, int]] = {
+    "tiny": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=259),
+    "tiny2": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=6,
+                  num_key_value_heads=3, vocab_size=259),
+    "small": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                  num_key_value_heads=3, vocab_size=49152),
+    "tinyllama": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                      num_key_value_heads=4, vocab_size=32000),
+    "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                      num_key_value_heads=8, vocab_size=128256),
+}  # fmt: skip
+BUILTIN_SHAPES = {"torchweave-tiny": "tiny", "torchweave-tiny2": "tiny2"}  # built-in model name -> shape
+
+
+def build_tokenizer(out_dir: Path, vocab_size: int = len(SPECIAL_TOKENS) + 256) -> None:
+    """Write a byte-level BPE tokenizer with no merges (3 specials, 256 byte tokens).
+
+    A larger vocab_size adds filler tokens `<tN>` that text never encodes to but that decode,
+    so a model with a real-sized vocabulary can emit any id.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -29,6 +50,8 @@ def build_tokenizer(out_dir: Path) -> None:
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for ch in sorted(alphabet):
         vocab[ch] = len(vocab)
+    while len(vocab) < vocab_size:
+        vocab[f"<t{len(vocab)}>"] = len(vocab)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
@@ -42,21 +65,16 @@ def build_tokenizer(out_dir: Path) -> None:
     fast.save_pretrained(out_dir)
 
 
-def build_model(out_dir: Path, vocab_size: int, seed: int = 0) -> None:
-    """Write a seeded random-weight Llama (2 layers, hidden 64) as safetensors."""
+def random_model(shape: str, seed: int = 0, initializer_range: float = 0.2) -> Any:
+    """A seeded random-weight LlamaForCausalLM of one of SHAPES, in fp32 on the CPU."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=192,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **SHAPES[shape],
         max_position_embeddings=2048,
         # A wide init makes logits peaked, so greedy choices are far from ties.
-        initializer_range=0.2,
+        initializer_range=initializer_range,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,
@@ -65,19 +83,19 @@ def build_model(out_dir: Path, vocab_size: int, seed: int = 0) -> None:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = 0
-    model.save_pretrained(out_dir, safe_serialization=True)
+    return model
 
 
-def ensure_builtin_model(cache_dir: Path) -> Path:
-    """Directory of the built-in model, building it on first use (atomically, so workers can race)."""
-    target = cache_dir / "models" / "torchweave-tiny"
+def ensure_builtin_model(cache_dir: Path, name: str = "torchweave-tiny") -> Path:
+    """Directory of a built-in model, building it on first use (atomically, so workers can race)."""
+    target = cache_dir / "models" / name
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
     try:
         build_tokenizer(staging)
-        build_model(staging, vocab_size=len(SPECIAL_TOKENS) + 256)
+        random_model(BUILTIN_SHAPES[name]).save_pretrained(staging, safe_serialization=True)
         try:
             os.rename(staging, target)
         except OSError:

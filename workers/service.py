@@ -105,7 +105,11 @@ class EngineService:
         self.max_model_len = context_length(loaded, settings)
         eos = loaded.tokenizer.eos_token_id
         self.engine = LLMEngine(
-            loaded.model, settings.max_batch, self.max_model_len, set() if eos is None else {eos}
+            loaded.model,
+            settings.max_batch,
+            self.max_model_len,
+            set() if eos is None else {eos},
+            max_batch_tokens=settings.max_batch_tokens,
         )
         # One forward pass at a time: engine steps and the no-batching baseline share the model.
         self.model_lock = threading.Lock()

@@ -1,8 +1,9 @@
 """The engine: add requests at any time, call step() in a loop, read what each step produced.
 
-Each step admits waiting sequences into free slots and prefills them, decodes every
-running sequence by one token in a single batched forward pass, samples, and retires
-the finished. Sequences join and leave between steps (continuous batching).
+Each step decodes every running sequence by one token and prefills newly admitted ones
+(in chunks, within a token budget), all in one packed forward pass over the slot KV cache;
+then it samples the whole batch at once and retires the finished. Sequences join and
+leave between steps (continuous batching).
 """
 
 from __future__ import annotations
@@ -40,12 +41,20 @@ class EngineStats:
 
 
 class LLMEngine:
-    def __init__(self, model: Any, max_batch: int, max_model_len: int, eos_token_ids: set[int]) -> None:
+    def __init__(
+        self,
+        model: Any,
+        max_batch: int,
+        max_model_len: int,
+        eos_token_ids: set[int],
+        max_batch_tokens: int,
+    ) -> None:
+        """`max_batch_tokens` caps the tokens one step runs; it is raised to max_batch if lower."""
         self.max_batch = max_batch
         self.max_model_len = max_model_len
         self.runner = ModelRunner(model, max_batch, max_model_len)
         self.sampler = Sampler(self.runner.device, eos_token_ids)
-        self.scheduler = Scheduler(max_batch, max_model_len, eos_token_ids)
+        self.scheduler = Scheduler(max_batch, max_model_len, eos_token_ids, max(max_batch_tokens, max_batch))
         self.seqs: dict[str, Sequence] = {}
         self.stats = EngineStats()
 
@@ -92,18 +101,19 @@ class LLMEngine:
     def step(self) -> list[StepOutput]:
         """Run one scheduling step; returns one output per sequence that took part."""
         schedule = self.scheduler.schedule()
-        seqs = schedule.seqs
-        if not seqs:
+        batch = len(schedule.seqs)
+        if not batch:
             return []
-        rows = [self.runner.prefill(seq)[None] for seq in schedule.prefill]
-        if schedule.decode:
-            rows.append(self.runner.decode(schedule.decode))
-        samples = self.sampler.sample(torch.cat(rows), seqs)
-        for seq in seqs:
-            seq.largest_batch = max(seq.largest_batch, len(seqs))
-        self.scheduler.postprocess(seqs, [s.token_id for s in samples])
+        logits = self.runner.run(schedule)
+        seqs = schedule.sampled
+        for seq in schedule.seqs:
+            seq.largest_batch = max(seq.largest_batch, batch)
         self.stats.num_steps += 1
-        self.stats.largest_batch = max(self.stats.largest_batch, len(seqs))
+        self.stats.largest_batch = max(self.stats.largest_batch, batch)
+        if not seqs:  # only prompt chunks ran: nothing to sample yet
+            return []
+        samples = self.sampler.sample(logits, seqs)
+        self.scheduler.postprocess(seqs, [s.token_id for s in samples])
         self.stats.tokens_generated += len(seqs)
         outputs = []
         for seq, sample in zip(seqs, samples, strict=True):

@@ -30,25 +30,3 @@ class KVCache:
     @property
     def num_layers(self) -> int:
         return len(self.keys)
-
-    def write_prefix(self, layer: int, slot: int, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Store positions 0..n-1 of one sequence; keys/values are [num_kv_heads, n, head_dim]."""
-        n = keys.shape[1]
-        self.keys[layer][slot, :, :n] = keys
-        self.values[layer][slot, :, :n] = values
-
-    def write_tokens(
-        self,
-        layer: int,
-        slots: torch.Tensor,
-        positions: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-    ) -> None:
-        """Store one position per sequence; keys/values are [batch, num_kv_heads, head_dim]."""
-        self.keys[layer][slots, :, positions] = keys
-        self.values[layer][slots, :, positions] = values
-
-    def gather(self, layer: int, slots: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions 0..length-1 of the given slots: [batch, num_kv_heads, length, head_dim] each."""
-        return self.keys[layer][slots, :, :length], self.values[layer][slots, :, :length]

@@ -1,5 +1,12 @@
-"""Turns logits into token ids, per sequence: penalties, greedy or temperature with top-k/top-p/min-p,
-a seed per request, and the log-probabilities a request asked for."""
+"""Turns logits into token ids for the whole batch at once, on the model's device: penalties,
+greedy or temperature with top-k/top-p/min-p, a seed per request, and the log-probabilities a
+request asked for.
+
+Sampling uses the exponential race: the token is argmax(p / E) with E ~ Exp(1) drawn per
+token, which picks token i with probability p_i. A seeded request draws its E from a
+generator seeded by (seed, output position), so its tokens do not depend on who else
+shares the batch.
+"""
 
 from __future__ import annotations
 
@@ -24,21 +31,24 @@ def position_seed(seed: int, position: int) -> int:
     return (seed * _SEED_MIX + position) % (2**63 - 1)
 
 
-def filter_logits(logits: torch.Tensor, top_k: int, top_p: float, min_p: float = 0.0) -> torch.Tensor:
-    """Mask (to -inf) everything outside the top_k tokens, outside the top_p probability mass,
-    and below min_p times the most likely token's probability."""
-    if 0 < top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
+def filter_logits(
+    logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
+) -> torch.Tensor:
+    """Per row of logits [N, V], mask (to -inf) everything outside its top_k tokens (0: off), outside
+    its top_p probability mass (1: off), and below min_p times its most likely token's probability."""
+    vocab = logits.shape[-1]
+    if bool((top_k > 0).any()) or bool((top_p < 1.0).any()):
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        ranks = torch.arange(vocab, device=logits.device)[None, :]
+        k = torch.where(top_k > 0, top_k, vocab).clamp(max=vocab)
+        drop = ranks >= k[:, None]
+        probs = torch.softmax(sorted_logits.masked_fill(drop, float("-inf")), dim=-1)
         # Drop a token when the mass before it already reaches top_p; the top token always stays.
-        drop = (probs.cumsum(-1) - probs) >= top_p
-        logits = logits.masked_fill(drop.scatter(0, order, drop), float("-inf"))
-    if min_p > 0.0:
+        drop |= (probs.cumsum(-1) - probs) >= top_p[:, None]
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    if bool((min_p > 0.0).any()):
         probs = torch.softmax(logits, dim=-1)
-        logits = logits.masked_fill(probs < min_p * probs.max(), float("-inf"))
+        logits = logits.masked_fill(probs < min_p[:, None] * probs.amax(-1, keepdim=True), float("-inf"))
     return logits
 
 
@@ -56,41 +66,69 @@ def apply_repetition_penalty(logits: torch.Tensor, token_ids: list[int], penalty
 class Sampler:
     def __init__(self, device: torch.device, eos_token_ids: set[int]) -> None:
         self.device = device
-        self.eos_token_ids = sorted(eos_token_ids)
+        self.eos_token_ids = torch.tensor(sorted(eos_token_ids), dtype=torch.long, device=device)
         self._unseeded = torch.Generator(device=device)
         self._unseeded.seed()
 
     def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[Sample]:
         """One sample per row of logits [batch, vocab]; row i belongs to seqs[i]."""
-        samples = []
-        for i, seq in enumerate(seqs):
-            opts = seq.options
-            raw = logits[i]
-            row = raw
-            if opts.repetition_penalty != 1.0:  # all_ids builds a list: not on every step for everyone
-                row = apply_repetition_penalty(raw, seq.all_ids, opts.repetition_penalty)
-            if len(seq.output_ids) < opts.min_tokens and self.eos_token_ids:
-                row = row.clone()
-                row[self.eos_token_ids] = float("-inf")
-            if opts.temperature == 0.0:
-                token_id = int(row.argmax())
-            else:
-                row = filter_logits(row / opts.temperature, opts.top_k, opts.top_p, opts.min_p)
+        opts = [s.options for s in seqs]
+        rows = self._adjusted(logits, seqs)
+        tokens = rows.argmax(-1)
+        sampled = [i for i, o in enumerate(opts) if o.temperature > 0.0]
+        if sampled:
+            idx = torch.tensor(sampled, device=self.device)
+
+            def column(values: list[float]) -> torch.Tensor:
+                return torch.tensor(values, device=self.device)
+
+            sub = rows[idx] / column([opts[i].temperature for i in sampled])[:, None]
+            sub = filter_logits(
+                sub,
+                column([opts[i].top_k for i in sampled]).long(),
+                column([opts[i].top_p for i in sampled]),
+                column([opts[i].min_p for i in sampled]),
+            )
+            probs = torch.softmax(sub, dim=-1)
+            noise = torch.empty_like(probs)
+            for row, i in enumerate(sampled):
+                seed = opts[i].seed
                 gen = self._unseeded
-                if opts.seed is not None:
+                if seed is not None:
                     gen = torch.Generator(device=self.device)
-                    gen.manual_seed(position_seed(opts.seed, len(seq.output_ids)))
-                token_id = int(torch.multinomial(torch.softmax(row, dim=-1), 1, generator=gen).item())
-            samples.append(self._with_logprobs(raw, token_id, opts.logprobs))
-        return samples
+                    gen.manual_seed(position_seed(seed, len(seqs[i].output_ids)))
+                noise[row].exponential_(generator=gen)
+            tokens[idx] = (probs / noise).argmax(-1)
+        token_ids: list[int] = tokens.tolist()
+        return self._with_logprobs(logits, token_ids, [o.logprobs for o in opts])
+
+    def _adjusted(self, logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+        """Logits after repetition penalties and EOS suppression (min_tokens); the input is not changed."""
+        penalized = [i for i, s in enumerate(seqs) if s.options.repetition_penalty != 1.0]
+        suppressed = [i for i, s in enumerate(seqs) if len(s.output_ids) < s.options.min_tokens]
+        if not penalized and not (suppressed and len(self.eos_token_ids)):
+            return logits
+        rows = logits.clone()
+        for i in penalized:  # all_ids builds a list: only for the requests that ask for a penalty
+            rows[i] = apply_repetition_penalty(rows[i], seqs[i].all_ids, seqs[i].options.repetition_penalty)
+        if suppressed and len(self.eos_token_ids):
+            rows[torch.tensor(suppressed, device=self.device)[:, None], self.eos_token_ids] = float("-inf")
+        return rows
 
     @staticmethod
-    def _with_logprobs(raw: torch.Tensor, token_id: int, num_top: int | None) -> Sample:
-        if num_top is None:
-            return Sample(token_id)
-        logprobs = torch.log_softmax(raw, dim=-1)
-        top: list[tuple[int, float]] = []
-        if num_top > 0:
-            values, ids = torch.topk(logprobs, num_top)
-            top = list(zip(ids.tolist(), values.tolist(), strict=True))
-        return Sample(token_id, float(logprobs[token_id]), top)
+    def _with_logprobs(raw: torch.Tensor, token_ids: list[int], wanted: list[int | None]) -> list[Sample]:
+        asked = [i for i, n in enumerate(wanted) if n is not None]
+        if not asked:
+            return [Sample(t) for t in token_ids]
+        idx = torch.tensor(asked, device=raw.device)
+        logprobs = torch.log_softmax(raw[idx], dim=-1)
+        chosen = logprobs.gather(1, torch.tensor([[token_ids[i]] for i in asked], device=raw.device))
+        most = max(wanted[i] or 0 for i in asked)
+        top_values, top_ids = torch.topk(logprobs, most) if most else (logprobs[:, :0], logprobs[:, :0])
+        chosen_list, values_list, ids_list = chosen[:, 0].tolist(), top_values.tolist(), top_ids.tolist()
+        samples = [Sample(t) for t in token_ids]
+        for row, i in enumerate(asked):
+            n = wanted[i] or 0
+            top = list(zip(ids_list[row][:n], values_list[row][:n], strict=True))
+            samples[i] = Sample(token_ids[i], float(chosen_list[row]), top)
+        return samples

@@ -1,4 +1,10 @@
-"""Waiting and running queues: who gets prefilled, who decodes, who is retired. Never touches torch."""
+"""Waiting and running queues: who gets prefilled, who decodes, who is retired. Never touches torch.
+
+Every step has a token budget. Running decodes come first (one token each), so a long
+prompt never stalls them; prefills fill what is left, in chunks when a prompt is longer
+than the budget (chunked prefill). A sequence is sampled in the step that processes its
+last uncached token.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,25 @@ from workers.engine.slots import SlotAllocator
 
 @dataclass
 class Schedule:
-    prefill: list[Sequence]  # admitted this step: their prompts go through the model
-    decode: list[Sequence]  # already running: one token each
+    decode: list[Sequence]  # one token each: their last sampled token
+    prefill: list[tuple[Sequence, int]]  # a chunk of uncached tokens each: (sequence, chunk length)
 
     @property
     def seqs(self) -> list[Sequence]:
-        return self.prefill + self.decode
+        """Everyone taking part in the step, in the packed row's order."""
+        return self.decode + [seq for seq, _ in self.prefill]
+
+    sampled: list[Sequence]  # who gets a new token this step: all decodes and the prefills that complete
 
 
 class Scheduler:
-    def __init__(self, max_batch: int, max_model_len: int, eos_token_ids: set[int]) -> None:
+    def __init__(
+        self, max_batch: int, max_model_len: int, eos_token_ids: set[int], max_batch_tokens: int
+    ) -> None:
+        if max_batch_tokens < max_batch:
+            raise ValueError(f"the token budget ({max_batch_tokens}) must cover a full batch ({max_batch})")
         self.max_model_len = max_model_len
+        self.max_batch_tokens = max_batch_tokens
         self.eos_token_ids = eos_token_ids
         self.slots = SlotAllocator(max_batch)
         self.waiting: deque[Sequence] = deque()
@@ -34,16 +48,30 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> Schedule:
-        """Admit waiting sequences into free slots (first come, first served); everyone running decodes."""
-        decode = list(self.running)
-        prefill: list[Sequence] = []
-        while self.waiting and self.slots.can_allocate():
+        """Decode every running sequence, then prefill (first come, first served) within the budget."""
+        decode: list[Sequence] = []
+        partial: list[Sequence] = []
+        for seq in self.running:
+            (decode if seq.num_tokens - seq.num_cached == 1 else partial).append(seq)
+        budget = self.max_batch_tokens - len(decode)
+        prefill: list[tuple[Sequence, int]] = []
+        for seq in partial:  # prompts whose earlier chunks already ran
+            if budget <= 0:
+                break
+            n = min(seq.num_tokens - seq.num_cached, budget)
+            prefill.append((seq, n))
+            budget -= n
+        while budget > 0 and self.waiting and self.slots.can_allocate():
             seq = self.waiting.popleft()
             seq.slot = self.slots.allocate()
             seq.status = SequenceStatus.RUNNING
-            prefill.append(seq)
-        self.running.extend(prefill)
-        return Schedule(prefill=prefill, decode=decode)
+            self.running.append(seq)
+            n = min(seq.num_tokens, budget)
+            prefill.append((seq, n))
+            budget -= n
+        decode.sort(key=lambda s: s.slot if s.slot is not None else -1)  # contiguous slots read in place
+        sampled = decode + [seq for seq, n in prefill if seq.num_cached + n == seq.num_tokens]
+        return Schedule(decode=decode, prefill=prefill, sampled=sampled)
 
     def postprocess(self, seqs: list[Sequence], token_ids: list[int]) -> None:
         """Append each sampled token and retire the sequences that reached a stop condition."""

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import heapq
+
 
 class SlotAllocator:
+    """Hands out the lowest free slot, so running sequences stay packed at the front of the cache
+    and a decode step can read their slots as one contiguous range."""
+
     def __init__(self, num_slots: int) -> None:
         self.num_slots = num_slots
-        self._free = list(range(num_slots - 1, -1, -1))  # pop() hands out slot 0 first
+        self._free = list(range(num_slots))  # a min-heap
+        self._free_set = set(self._free)
 
     @property
     def num_free(self) -> int:
@@ -18,9 +24,12 @@ class SlotAllocator:
     def allocate(self) -> int:
         if not self._free:
             raise RuntimeError("no free KV-cache slot")
-        return self._free.pop()
+        slot = heapq.heappop(self._free)
+        self._free_set.discard(slot)
+        return slot
 
     def free(self, slot: int) -> None:
-        if slot in self._free or not 0 <= slot < self.num_slots:
+        if slot in self._free_set or not 0 <= slot < self.num_slots:
             raise RuntimeError(f"slot {slot} freed twice or out of range")
-        self._free.append(slot)
+        heapq.heappush(self._free, slot)
+        self._free_set.add(slot)

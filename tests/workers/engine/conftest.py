@@ -18,8 +18,12 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     return load_model("torchweave-tiny", cache, device="cpu", dtype="fp32")
 
 
-def make_engine(tiny: LoadedModel, max_batch: int = 4, max_model_len: int = 256) -> LLMEngine:
-    return LLMEngine(tiny.model, max_batch, max_model_len, {tiny.tokenizer.eos_token_id})
+def make_engine(
+    tiny: LoadedModel, max_batch: int = 4, max_model_len: int = 256, max_batch_tokens: int = 512
+) -> LLMEngine:
+    return LLMEngine(
+        tiny.model, max_batch, max_model_len, {tiny.tokenizer.eos_token_id}, max_batch_tokens=max_batch_tokens
+    )
 
 
 def make_prompts(n: int, seed: int = 0, min_len: int = 3, max_len: int = 40) -> list[list[int]]:

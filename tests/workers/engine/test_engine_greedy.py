@@ -30,3 +30,29 @@ def test_waiting_requests_join_when_slots_free(tiny: LoadedModel) -> None:
     assert all(len(outputs[f"r{i}"]) == 6 for i in range(5))
     assert engine.stats.largest_batch == 2
     assert outputs["r4"] == reference_greedy(tiny, prompts[4], 6)
+
+
+def test_chunked_prefill_under_a_small_token_budget_matches_generate(tiny: LoadedModel) -> None:
+    # A budget of 6 tokens a step: running decodes take theirs first, and every prompt (3 to 40
+    # tokens) is prefilled in chunks, each chunk attending to the ones before it in the slot.
+    engine = make_engine(tiny, max_batch=4, max_batch_tokens=6)
+    prompts = make_prompts(6, seed=3)
+    arrivals: dict[int, list] = {}
+    for i, prompt in enumerate(prompts):
+        opts = SamplingOptions(max_new_tokens=8 + i, temperature=0.0, ignore_eos=True)
+        arrivals.setdefault(i * 2, []).append((f"r{i}", prompt, opts))
+    outputs = run_to_completion(engine, arrivals)
+    for i, prompt in enumerate(prompts):
+        assert outputs[f"r{i}"] == reference_greedy(tiny, prompt, 8 + i), f"request r{i} diverged"
+    assert engine.stats.largest_batch == 4
+    assert engine.num_free_slots == 4
+
+
+def test_resumed_sequence_continues_exactly_where_it_stopped(tiny: LoadedModel) -> None:
+    # A worker that takes over a request prefills the prompt plus the tokens already streamed.
+    prompt = make_prompts(1, seed=4)[0]
+    full = reference_greedy(tiny, prompt, 12)
+    engine = make_engine(tiny, max_batch=2, max_batch_tokens=8)
+    engine.add_request("r", prompt, SamplingOptions(max_new_tokens=12, temperature=0.0), output_ids=full[:5])
+    outputs = run_to_completion(engine, {})
+    assert full[:5] + outputs["r"] == full

@@ -85,9 +85,15 @@ def test_eos_stops_unless_ignored(tiny: LoadedModel) -> None:
     assert run_to_completion(engine, {0: [("c", prompt, opts)]})["c"] == first["a"]
 
 
-def test_top_k_and_top_p_filters() -> None:
-    logits = torch.tensor([1.0, 3.0, 2.0, 0.0])
-    assert torch.isfinite(filter_logits(logits, top_k=2, top_p=1.0)).tolist() == [False, True, True, False]
-    # softmax is about [0.09, 0.64, 0.24, 0.03]: top_p 0.7 keeps the two most likely.
-    assert torch.isfinite(filter_logits(logits, top_k=0, top_p=0.7)).tolist() == [False, True, True, False]
-    assert torch.isfinite(filter_logits(logits, top_k=0, top_p=0.01)).tolist() == [False, True, False, False]
+def test_top_k_top_p_and_min_p_filter_each_row_by_its_own_settings() -> None:
+    # softmax of a row is about [0.09, 0.64, 0.24, 0.03].
+    logits = torch.tensor([1.0, 3.0, 2.0, 0.0]).repeat(5, 1)
+    top_k = torch.tensor([2, 0, 0, 0, 3])
+    top_p = torch.tensor([1.0, 0.7, 0.01, 1.0, 0.5])
+    min_p = torch.tensor([0.0, 0.0, 0.0, 0.2, 0.0])
+    kept = torch.isfinite(filter_logits(logits, top_k, top_p, min_p)).tolist()
+    assert kept[0] == [False, True, True, False]  # top_k 2
+    assert kept[1] == [False, True, True, False]  # top_p 0.7 keeps the two most likely
+    assert kept[2] == [False, True, False, False]  # the top token always stays
+    assert kept[3] == [False, True, True, False]  # min_p 0.2: 0.09 < 0.2 * 0.64
+    assert kept[4] == [False, True, False, False]  # top_k 3, then top_p 0.5 of what is left
