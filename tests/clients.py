@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,22 +26,23 @@ def submit(url: str, **body: Any) -> dict[str, Any]:
     return result
 
 
-def parse_sse(lines: Any) -> list[SseEvent]:
-    """Events of an SSE response (comments skipped), in order, until the server closes."""
-    events: list[SseEvent] = []
+def iter_sse(lines: Any) -> Iterator[SseEvent]:
+    """Events of an SSE response (comments skipped), each as soon as its blank line arrives."""
     fields: dict[str, str] = {}
     for raw in lines:
         line = raw.decode() if isinstance(raw, bytes) else raw
         if line == "":
             if "data" in fields:
-                events.append(
-                    SseEvent(fields.get("event", "message"), json.loads(fields["data"]), fields.get("id"))
-                )
+                yield SseEvent(fields.get("event", "message"), json.loads(fields["data"]), fields.get("id"))
             fields = {}
         elif not line.startswith(":"):
             name, _, value = line.partition(":")
             fields[name] = value.removeprefix(" ")
-    return events
+
+
+def parse_sse(lines: Any) -> list[SseEvent]:
+    """Events of an SSE response (comments skipped), in order, until the server closes."""
+    return list(iter_sse(lines))
 
 
 def read_sse(url: str, method: str = "GET", timeout: float = 60, **kwargs: Any) -> list[SseEvent]:

@@ -65,8 +65,11 @@ def build_tokenizer(out_dir: Path, vocab_size: int = len(SPECIAL_TOKENS) + 256) 
     fast.save_pretrained(out_dir)
 
 
-def random_model(shape: str, seed: int = 0, initializer_range: float = 0.2) -> Any:
-    """A seeded random-weight LlamaForCausalLM of one of SHAPES, in fp32 on the CPU."""
+def random_model(
+    shape: str, seed: int = 0, initializer_range: float = 0.2, device: Any = "cpu", dtype: Any = None
+) -> Any:
+    """A seeded random-weight LlamaForCausalLM of one of SHAPES, built directly on `device` in `dtype`
+    (default fp32), so a large shape is never materialized on the CPU first."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -81,7 +84,13 @@ def random_model(shape: str, seed: int = 0, initializer_range: float = 0.2) -> A
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype or torch.float32)
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
     model.generation_config.pad_token_id = 0
     return model
 
