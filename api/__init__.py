@@ -17,7 +17,7 @@ from shared.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app with its Redis client, its Celery client and every blueprint."""
-    from api import errors, health, openai_api, openapi, requests, streams
+    from api import errors, health, models, openai_api, openapi, requests, streams
 
     s = settings or get_settings()
     app = Flask(__name__)
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.register_blueprint(requests.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(openai_api.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(openapi.docs_blueprint())
     return app

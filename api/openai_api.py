@@ -1,4 +1,4 @@
-"""The OpenAI-compatible API: /v1/completions, /v1/chat/completions and /v1/models.
+"""The OpenAI-compatible API: /v1/completions and /v1/chat/completions (/v1/models is in api/models.py).
 
 Each choice is one request on the same queue, engine and token stream as /v1/requests, so a
 streamed OpenAI request is also resumable: its request ids come back in `X-Request-Id`.
@@ -19,24 +19,10 @@ from api.openai_format import Choice, chat_logprobs, completion_logprobs, finish
 from api.openai_schemas import ChatCompletionRequest, CompletionRequest
 from api.relay import SSE_HEADERS, follow_many
 from api.submit import parse_body, submit_generation
-from shared import bus, lifecycle
+from shared import lifecycle
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
-
-
-@bp.get("/models")
-def list_models() -> Response:
-    """The models that live workers serve, in OpenAI's list shape."""
-    workers = bus.list_workers(context.redis_client())
-    models = sorted(
-        {w.model: min(x.started_at for x in workers if x.model == w.model) for w in workers}.items()
-    )
-    data = [
-        {"id": name, "object": "model", "created": int(created), "owned_by": "torchweave"}
-        for name, created in models
-    ]
-    return jsonify({"object": "list", "data": data})
 
 
 @bp.post("/completions")

@@ -71,8 +71,14 @@ def queue_info(r: redis.Redis, request: GenerationRequest, settings: Settings) -
         # Each wave of `slots` requests ahead takes about one mean request time.
         estimate = round((position // slots + 1) * (sum(means) / len(means)), 3)
     info: dict[str, Any] = {"position": position, "estimated_wait_s": estimate, "workers": len(workers)}
-    if not workers:
-        info["reason"] = f"no live worker serves model {request.model!r}"
+    if not any(w.state == "ready" for w in workers):
+        loading = any(w.state == "loading" for w in bus.list_workers(r) if w.model == request.model)
+        info["waiting_for_worker"] = True
+        info["reason"] = (
+            f"waiting for a worker to finish loading model {request.model!r}"
+            if loading
+            else f"no live worker serves model {request.model!r}"
+        )
     return info
 
 

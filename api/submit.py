@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, ValidationError
 
-from api import context
+from api import context, model_catalog
 from api.errors import ApiError, from_validation_error
 from api.schemas import SubmitBody
 from api.token_limits import count_prompt_tokens
@@ -90,12 +90,28 @@ def check_limits(model: str, prompt: str, max_new_tokens: int, workers: list[Wor
 
 
 def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
-    """The model a request names (or the default), and the live workers; 404 for a model not served."""
-    name = model or context.settings().model
-    workers = bus.list_workers(context.redis_client())
-    if name != context.settings().model and name not in {w.model for w in workers}:
-        raise ApiError(404, f"model {name!r} is not served here", param="model", code="model_not_found")
-    return name, workers
+    """The model a request names (or the default), and the live workers.
+
+    A model no worker serves queues only while a load of it is under way, or with AUTOLOAD=1
+    (the least recently used worker switches to it); otherwise 404.
+    """
+    s, r = context.settings(), context.redis_client()
+    name = model or s.model
+    workers = bus.list_workers(r)
+    if name == s.model or any(w.model == name for w in workers):
+        return name, workers
+    name = model_catalog.checked_name(name)
+    if model_catalog.is_loading(r, name):
+        return name, workers
+    if s.autoload:
+        model_catalog.start_load(name, 1)
+        return name, workers
+    raise ApiError(
+        404,
+        f"model {name!r} is not served here; load it with POST /v1/models/load",
+        param="model",
+        code="model_not_found",
+    )
 
 
 def submit_generation(

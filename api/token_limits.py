@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from shared.settings import BUILTIN_MODEL, Settings
+from shared.model_names import local_model_dir
+from shared.settings import BUILTIN_MODELS, Settings
 
 
 @lru_cache(maxsize=16)
@@ -21,11 +22,12 @@ def _load(path: str) -> Tokenizer:
 
 
 def tokenizer_file(model: str, settings: Settings) -> Path | None:
-    if model == BUILTIN_MODEL:
-        candidate = settings.cache_dir / "models" / BUILTIN_MODEL / "tokenizer.json"
+    if model in BUILTIN_MODELS:
+        candidate = settings.cache_dir / "models" / model / "tokenizer.json"
         return candidate if candidate.is_file() else None
-    if Path(model).is_dir():
-        candidate = Path(model) / "tokenizer.json"
+    local = local_model_dir(model, settings)
+    if local is not None or (model == settings.model and Path(model).is_dir()):
+        candidate = (local or Path(model)) / "tokenizer.json"
         return candidate if candidate.is_file() else None
     try:
         from huggingface_hub import try_to_load_from_cache

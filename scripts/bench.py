@@ -50,7 +50,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--requests", type=int, default=0, help="engine and server requests (default 2 x concurrency)")
+    p.add_argument(
+        "--requests", type=int, default=0, help="engine and server requests (default 2 x concurrency)"
+    )
     p.add_argument("--stagger-ms", type=float, default=20.0, help="gap between the clients' first requests")
     p.add_argument("--sequential-requests", type=int, default=4)
     p.add_argument("--generate-batch-requests", type=int, default=8)
@@ -108,7 +110,9 @@ def prefill_time(model: Any, prompt: list[int], repeats: int = 5) -> float:
     return statistics.median(samples)
 
 
-def start_server(model_dir: Path, args: argparse.Namespace, max_model_len: int, log_dir: Path) -> tuple[Any, str]:
+def start_server(
+    model_dir: Path, args: argparse.Namespace, max_model_len: int, log_dir: Path
+) -> tuple[Any, str]:
     redis_server = EmbeddedRedis(log_dir / "redis").start()
     env = {
         **os.environ,
@@ -143,7 +147,10 @@ def write_chart(results: list[dict[str, Any]], title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     axes[0].bar(names, [r["tokens_per_s"] for r in results], color="#3b6ea5")
     axes[0].set_title("output tokens/s (higher is better)")
-    for ax, key, label in ((axes[1], "ttft", "time to first token (s)"), (axes[2], "itl", "inter-token latency (s)")):
+    for ax, key, label in (
+        (axes[1], "ttft", "time to first token (s)"),
+        (axes[2], "itl", "inter-token latency (s)"),
+    ):
         p50 = [r[f"{key}_p50_s"] or 0 for r in results]
         p99 = [r[f"{key}_p99_s"] or 0 for r in results]
         xs = range(len(names))
@@ -174,7 +181,9 @@ def main() -> int:
     max_model_len = args.prompt_len + args.new_tokens + 8
 
     print(f"building the random-weight '{args.shape}' model on {device} ({dtype})", flush=True)
-    model = random_model(args.shape, seed=args.seed, initializer_range=0.02, device=device, dtype=dtype).eval()
+    model = random_model(
+        args.shape, seed=args.seed, initializer_range=0.02, device=device, dtype=dtype
+    ).eval()
     work = Path(tempfile.mkdtemp(prefix="torchweave-bench-"))
     model_dir = work / "model"
     build_tokenizer(model_dir, vocab_size=model.config.vocab_size)
@@ -210,7 +219,9 @@ def main() -> int:
                 runs[system] = systems.hf_generate_batch(model, prompts[:n_gb], args.new_tokens, b)
         elif system == "engine":
             warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
-            systems.engine_in_process(model, prompts, 4, warm_arrivals, max_model_len, args.max_batch_tokens, silent)
+            systems.engine_in_process(
+                model, prompts, 4, warm_arrivals, max_model_len, args.max_batch_tokens, silent
+            )
             with bar(system, args.requests * args.new_tokens) as b:
                 runs[system] = systems.engine_in_process(
                     model, prompts, args.new_tokens, arrivals, max_model_len, args.max_batch_tokens, b
@@ -260,7 +271,10 @@ def main() -> int:
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
     chart = out.with_suffix(".png")
-    title = f"{args.shape}, {args.device} {args.dtype}: {args.concurrency} concurrent, {args.prompt_len}+{args.new_tokens}"
+    title = (
+        f"{args.shape}, {args.device} {args.dtype}: {args.concurrency} concurrent, "
+        f"{args.prompt_len}-token prompts, {args.new_tokens} new tokens"
+    )
     write_chart(results, title, chart)
     print_table(report)
     print(f"\nwrote {out} and {chart}")
@@ -271,7 +285,10 @@ def print_table(report: dict[str, Any]) -> None:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1000:.0f}"
 
-    print(f"\n{'system':<20}{'reqs':>6}{'tok/s':>10}{'ttft p50':>10}{'ttft p99':>10}{'itl p50':>9}{'itl p99':>9}  (ms)")
+    print(
+        f"\n{'system':<20}{'reqs':>6}{'tok/s':>10}{'ttft p50':>10}{'ttft p99':>10}"
+        f"{'itl p50':>9}{'itl p99':>9}  (ms)"
+    )
     for r in report["results"]:
         print(
             f"{r['system']:<20}{r['requests']:>6}{r['tokens_per_s']:>10.1f}{ms(r['ttft_p50_s']):>10}"
@@ -282,7 +299,8 @@ def print_table(report: dict[str, Any]) -> None:
             print(f"{name:<28}{value:>6.2f} x")
     bound = report["ttft_bound"]
     if bound["prefill_plus_two_steps_s"] is not None:
-        print(f"ttft bound (one prompt's prefill + two full decode steps): {bound['prefill_plus_two_steps_s']:.3f} s")
+        bound_s = bound["prefill_plus_two_steps_s"]
+        print(f"ttft bound (one prompt's prefill + two full decode steps): {bound_s:.3f} s")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,11 @@ class _StepClock(BaseStreamer):
 
 def _greedy_config(new_tokens: int) -> GenerationConfig:
     return GenerationConfig(
-        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
     )
 
 
@@ -99,7 +103,9 @@ def hf_generate_batch(model: Any, prompts: list[list[int]], new_tokens: int, bar
         inputs=prompts, generation_config=_greedy_config(new_tokens), record_timestamps=True, warmup=True
     )
     wall = time.perf_counter() - start
-    reqs = [RequestTimes(o.created_time, list(o.timestamps or []), len(o.generated_tokens)) for o in out.values()]
+    reqs = [
+        RequestTimes(o.created_time, list(o.timestamps or []), len(o.generated_tokens)) for o in out.values()
+    ]
     bar.update(sum(r.num_tokens for r in reqs))
     return Run("hf_generate_batch", reqs, wall)
 

@@ -16,6 +16,7 @@ from shared import keys
 from shared.messages import (
     STREAM_EVENT,
     GenerationRequest,
+    ModelState,
     RequestState,
     StreamEvent,
     WorkerInfo,
@@ -133,6 +134,45 @@ def list_workers(r: redis.Redis) -> list[WorkerInfo]:
     names = sorted(r.scan_iter(match=keys.WORKER_PATTERN, count=1000))
     values: list[str | None] = r.mget(names) if names else []  # type: ignore[assignment]
     return [WorkerInfo.model_validate_json(v) for v in values if v is not None]
+
+
+def publish_model_state(r: redis.Redis, state: ModelState) -> None:
+    """Record one worker's state with one model and announce it on the model events stream."""
+    pipe = r.pipeline(transaction=False)
+    pipe.sadd(keys.MODELS, state.model)
+    pipe.hset(keys.model_state_key(state.model), state.worker_id, state.model_dump_json())
+    pipe.xadd(keys.MODEL_EVENTS, {"data": state.model_dump_json()}, maxlen=1000, approximate=True)
+    pipe.execute()
+
+
+def model_states(r: redis.Redis) -> dict[str, list[ModelState]]:
+    """Every known model's per-worker states (workers that are gone included; callers filter)."""
+    client: Any = r
+    names = sorted(client.smembers(keys.MODELS))
+    pipe = r.pipeline(transaction=False)
+    for name in names:
+        pipe.hvals(keys.model_state_key(name))
+    return {
+        name: [ModelState.model_validate_json(v) for v in values]
+        for name, values in zip(names, pipe.execute(), strict=True)
+    }
+
+
+def forget_model_state(r: redis.Redis, model: str, worker_ids: list[str]) -> None:
+    """Drop the states of workers that are gone, so a dead worker's 'loading' does not linger."""
+    if worker_ids:
+        r.hdel(keys.model_state_key(model), *worker_ids)
+
+
+def read_model_events(r: redis.Redis, after: str, block_ms: int) -> list[tuple[str, ModelState]]:
+    """Model state changes after stream id `after` ("$": only new ones), waiting up to block_ms."""
+    client: Any = r
+    reply = client.xread({keys.MODEL_EVENTS: after}, block=block_ms, count=100)
+    return [
+        (entry_id, ModelState.model_validate_json(fields["data"]))
+        for _, entries in reply or []
+        for entry_id, fields in entries
+    ]
 
 
 def enqueue_waiting(pipe: Pipeline, request: GenerationRequest) -> None:

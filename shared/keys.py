@@ -8,6 +8,10 @@ PREFIX = "tw"
 WORKER_PATTERN = f"{PREFIX}:worker:*"
 LEASES = f"{PREFIX}:leases"  # sorted set: request id -> when its worker's lease on it runs out
 DISPATCH = f"{PREFIX}:dispatch"  # sorted set: queued request id -> when its task was last enqueued
+MODELS = f"{PREFIX}:models"  # set: every model name a load was asked for or a worker serves
+MODEL_EVENTS = f"{PREFIX}:model_events"  # stream: ModelState changes, for GET /v1/models/events
+LOAD_MODEL_COMMAND = "tw_load_model"  # Celery remote-control commands the workers register
+UNLOAD_MODEL_COMMAND = "tw_unload_model"
 GENERATE_TASK = "workers.tasks.generate"
 GENERATE_NOBATCH_TASK = "workers.tasks.generate_nobatch"
 
@@ -40,3 +44,8 @@ def waiting_key(model: str) -> str:
 def queue_name(model: str) -> str:
     """The Celery queue that carries requests for one model."""
     return "model." + re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
+
+
+def model_state_key(model: str) -> str:
+    """Hash of one model's state on each worker: worker id -> ModelState JSON."""
+    return f"{PREFIX}:model:{model}"

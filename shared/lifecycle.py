@@ -107,6 +107,29 @@ return 'requeued'
 )
 
 
+# KEYS: hash, stream, waiting set, dispatch. ARGV: request id, now, ttl, error message.
+# Fails a request that is still queued (its model went away); 1 if it did.
+_FAIL_QUEUED = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= '"queued"' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local index = 0
+if #last > 0 then index = tonumber(string.match(last[1][1], '^(%d+)')) end
+local event = cjson.encode({v=1, type='error', index=index, message=ARGV[4]})
+redis.call('XADD', KEYS[2], (index + 1) .. '-0', 'data', event)
+redis.call('HSET', KEYS[1], 'status', '"failed"', 'finish_reason', '"error"',
+           'error', cjson.encode(ARGV[4]), 'finished_at', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+
 def _eval(r: redis.Redis, script: str, keys_: list[str], *args: Any) -> Any:
     client: Any = r
     return client.eval(script, len(keys_), *keys_, *args)
@@ -226,3 +249,25 @@ def redispatch(r: redis.Redis, request_id: str, older_than_s: float) -> bool:
         r, _REDISPATCH, [keys.request_key(request_id), keys.DISPATCH], request_id, time.time(), older_than_s
     )
     return bool(result)
+
+
+def fail_queued(r: redis.Redis, model: str, message: str, ttl_s: int) -> int:
+    """Fail every request still queued for `model` with an error event saying why; returns how many.
+
+    For a model nobody serves any more (unloaded): its requests must end, not wait forever.
+    """
+    client: Any = r
+    failed = 0
+    for rid in client.zrange(keys.waiting_key(model), 0, -1):
+        failed += int(
+            _eval(
+                r,
+                _FAIL_QUEUED,
+                [keys.request_key(rid), keys.stream_key(rid), keys.waiting_key(model), keys.DISPATCH],
+                rid,
+                time.time(),
+                ttl_s,
+                message,
+            )
+        )
+    return failed

@@ -177,3 +177,29 @@ class WorkerInfo(_Message):
     started_at: float
     updated_at: float
     mean_request_s: float | None = None  # recent average time a request spends in the engine
+    hostname: str = ""  # the Celery node name: where remote-control commands go
+    tokens_per_s: float = 0.0  # tokens generated per second over the last heartbeat interval
+    last_request_at: float = 0.0  # when this worker last took a request (0: never); picks who switches
+    state: Literal["ready", "loading", "idle"] = "ready"  # idle: no model loaded
+
+
+class ModelLoadState(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    UNLOADED = "unloaded"
+
+
+class ModelState(_Message):
+    """One worker's progress with one model; also the payload of /v1/models/events."""
+
+    v: Literal[1] = 1
+    model: str
+    worker_id: str
+    state: ModelLoadState
+    stage: str = ""  # what the worker is doing now, in words
+    progress: float = Field(default=0.0, ge=0.0, le=100.0)  # percent of the whole load
+    bytes_downloaded: int = 0
+    bytes_total: int | None = None
+    reason: str | None = None  # why it failed
+    updated_at: float

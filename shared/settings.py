@@ -8,6 +8,10 @@ from functools import lru_cache
 from pathlib import Path
 
 BUILTIN_MODEL = "torchweave-tiny"
+BUILTIN_MODELS = (
+    BUILTIN_MODEL,
+    "torchweave-tiny2",
+)  # built locally, no download: see workers/builtin_model.py
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,6 +34,13 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".cache")
     device: str = ""  # "" picks CUDA when present, else CPU
     dtype: str = ""  # "" picks bf16 on CUDA, fp32 on CPU
+    model_dir: Path = field(
+        default_factory=lambda: PROJECT_ROOT / "models"
+    )  # local models load from here only
+    allow_pickle: bool = False  # load .bin (pickle) weights; off: safetensors only
+    trusted_models: tuple[str, ...] = ()  # the only models allowed trust_remote_code
+    autoload: bool = False  # a request for a model nobody serves switches the least recently used worker
+    model_idle_ttl_s: float = 0.0  # unload a model unused this long (0: never)
     max_batch: int = 8
     max_model_len: int = 0  # 0: the model's own context length, capped at 2048
     max_batch_tokens: int = 512  # tokens one engine step runs: decodes first, prefill chunks fill the rest
@@ -68,6 +79,11 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         cache_dir=Path(e["CACHE_DIR"]) if e.get("CACHE_DIR") else defaults.cache_dir,
         device=e.get("DEVICE", ""),
         dtype=e.get("DTYPE", ""),
+        model_dir=Path(e["MODEL_DIR"]) if e.get("MODEL_DIR") else defaults.model_dir,
+        allow_pickle=e.get("ALLOW_PICKLE", "") == "1",
+        trusted_models=tuple(m.strip() for m in e.get("TRUSTED_MODELS", "").split(",") if m.strip()),
+        autoload=e.get("AUTOLOAD", "") == "1",
+        model_idle_ttl_s=_float(e, "MODEL_IDLE_TTL", defaults.model_idle_ttl_s),
         max_batch=_int(e, "MAX_BATCH", defaults.max_batch),
         max_model_len=_int(e, "MAX_MODEL_LEN", defaults.max_model_len),
         max_batch_tokens=_int(e, "MAX_BATCH_TOKENS", defaults.max_batch_tokens),

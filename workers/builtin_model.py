@@ -22,7 +22,7 @@ CHAT_TEMPLATE = (
 
 
 # Llama-architecture shapes: the built-in models and the benchmark's random-weight models of real sizes.
-SHAPES: dict[str, dict[str, int]] = {
+SHAPES: dict[str, dict[str, Any]] = {
     "tiny": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=259),
     "tiny2": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=6,

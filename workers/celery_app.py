@@ -12,9 +12,10 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init, worker_shutdown, worker_shutting_down
+from celery.worker.control import control_command
 from kombu import Queue
 
-from shared.keys import GENERATE_TASK, queue_name
+from shared.keys import GENERATE_TASK, LOAD_MODEL_COMMAND, UNLOAD_MODEL_COMMAND, queue_name
 from shared.messages import GenerationRequest
 from shared.settings import get_settings
 
@@ -49,12 +50,52 @@ def enqueue(request: GenerationRequest) -> None:
     app.send_task(GENERATE_TASK, args=[request.request_id], queue=queue_name(request.model))
 
 
+def consume(stop: str | None, start: str | None) -> None:
+    """Stop consuming one model's queue and/or start another's, by remote control of this very worker."""
+    from workers import runtime
+
+    rt = runtime.current()
+    if rt is None or not rt.hostname:
+        return
+    if stop:
+        app.control.cancel_consumer(queue_name(stop), destination=[rt.hostname], reply=True, timeout=10)
+    if start:
+        app.control.add_consumer(queue_name(start), destination=[rt.hostname], reply=True, timeout=10)
+
+
+@control_command(args=[("model", str)], signature="<model>")
+def tw_load_model(state: Any, model: str) -> dict[str, str]:
+    """Remote control: switch this worker to `model` (in the background; progress goes to Redis)."""
+    from workers import runtime
+
+    rt = runtime.current()
+    if rt is None:
+        return {"error": "the worker is still starting"}
+    rt.switch(model)
+    return {"ok": rt.worker_id}
+
+
+@control_command(args=[("model", str)], signature="<model>")
+def tw_unload_model(state: Any, model: str) -> dict[str, str]:
+    """Remote control: stop serving `model` and free its memory."""
+    from workers import runtime
+
+    rt = runtime.current()
+    if rt is None:
+        return {"error": "the worker is still starting"}
+    rt.unload(model)
+    return {"ok": rt.worker_id}
+
+
+assert tw_load_model.__name__ == LOAD_MODEL_COMMAND and tw_unload_model.__name__ == UNLOAD_MODEL_COMMAND
+
+
 @worker_init.connect
-def _start_engine(**_: Any) -> None:
+def _start_engine(sender: Any = None, **_: Any) -> None:
     from workers import runtime
 
     try:
-        runtime.start(settings, enqueue)
+        runtime.start(settings, enqueue, consume, hostname=getattr(sender, "hostname", "") or "")
     except Exception:
         # A worker without an engine must not take requests off the queue: leave at once.
         log.exception("the engine could not start; this worker exits")

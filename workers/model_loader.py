@@ -1,7 +1,12 @@
-"""Resolve a MODEL name (the built-in name, a local directory, or a Hub id) and load it with transformers."""
+"""Resolve a model name (built-in, a directory under MODEL_DIR, or a Hub id) and load it with transformers.
+
+Safety: weights load from safetensors only unless ALLOW_PICKLE=1, and trust_remote_code is on
+only for models listed in TRUSTED_MODELS.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +14,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from shared.settings import BUILTIN_MODEL
+from shared.model_names import check_model_name, local_model_dir
+from shared.settings import BUILTIN_MODELS, Settings
 from workers.builtin_model import ensure_builtin_model
 
 DTYPES = {
@@ -20,6 +26,11 @@ DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
+# Files a causal LM needs from the Hub; pickled weights only when ALLOW_PICKLE=1.
+_HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
+
+# (stage, percent, bytes done, bytes total)
+Progress = Callable[[str, float, int, int | None], None]
 
 
 @dataclass
@@ -29,13 +40,6 @@ class LoadedModel:
     tokenizer: Any
     device: torch.device
     dtype: torch.dtype
-
-
-def resolve_model_path(name: str, cache_dir: Path) -> str:
-    """Where from_pretrained should look: the built-in model's directory, or the name unchanged."""
-    if name == BUILTIN_MODEL:
-        return str(ensure_builtin_model(cache_dir))
-    return name
 
 
 def pick_device(requested: str) -> torch.device:
@@ -52,12 +56,69 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def load_model(name: str, cache_dir: Path, device: str = "", dtype: str = "") -> LoadedModel:
-    """Load a causal LM and its tokenizer onto the chosen device, in eval mode."""
-    path = resolve_model_path(name, cache_dir)
-    dev = pick_device(device)
-    dt = pick_dtype(dtype, dev)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+def _no_progress(stage: str, percent: float, done: int = 0, total: int | None = None) -> None:
+    pass
+
+
+def resolve_model_path(name: str, settings: Settings, progress: Progress = _no_progress) -> Path:
+    """The local directory from_pretrained reads: built or downloaded first when needed.
+
+    Raises ValueError (with the reason) for a name that is unsafe, a directory that is missing
+    or has no safetensors weights (unless ALLOW_PICKLE=1).
+    """
+    if name == settings.model and Path(name).expanduser().is_dir():
+        path = Path(name).expanduser()  # MODEL is the operator's own choice: any directory will do
+    else:
+        check_model_name(name, settings)  # a name that came through the API
+        path = _fetch(name, settings, progress)
+    if not path.is_dir():
+        raise ValueError(f"model directory {name!r} does not exist")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"model directory {name!r} has no config.json")
+    if not any(path.glob("*.safetensors")) and not settings.allow_pickle:
+        raise ValueError(f"model {name!r} has no safetensors weights; pickled weights need ALLOW_PICKLE=1")
+    return path
+
+
+def _fetch(name: str, settings: Settings, progress: Progress) -> Path:
+    if name in BUILTIN_MODELS:
+        progress("building the built-in model", 5.0, 0, None)
+        return ensure_builtin_model(settings.cache_dir, name)
+    path = local_model_dir(name, settings)
+    return download(name, settings, progress) if path is None else path
+
+
+def download(repo_id: str, settings: Settings, progress: Progress) -> Path:
+    """Fetch a Hub model's files into CACHE_DIR, reporting bytes as they arrive (0 to 60 percent)."""
+    from huggingface_hub import snapshot_download
+    from tqdm.auto import tqdm
+
+    class ReportingBar(tqdm):
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            if self.unit == "B" and self.total:
+                progress("downloading", 60.0 * self.n / self.total, int(self.n), int(self.total))
+            return shown
+
+    patterns = _HUB_FILES + (["*.bin", "*.pt"] if settings.allow_pickle else [])
+    progress("downloading", 0.0, 0, None)
+    local = snapshot_download(
+        repo_id, cache_dir=settings.cache_dir / "hub", allow_patterns=patterns, tqdm_class=ReportingBar
+    )
+    return Path(local)
+
+
+def load_model(name: str, settings: Settings, progress: Progress = _no_progress) -> LoadedModel:
+    """Load a causal LM and its tokenizer onto the configured device, in eval mode."""
+    path = resolve_model_path(name, settings, progress)
+    dev = pick_device(settings.device)
+    dt = pick_dtype(settings.dtype, dev)
+    trusted = name in settings.trusted_models
+    progress("loading weights", 60.0, 0, None)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trusted)
+    model: Any = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dt, use_safetensors=None if settings.allow_pickle else True, trust_remote_code=trusted
+    )
+    progress("moving weights to the device", 85.0, 0, None)
     model = model.to(dev).eval()
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev, dtype=dt)

@@ -66,6 +66,10 @@ class ActiveRequest:
         return None if timeout is None else self.request.created_at + timeout
 
 
+class WrongModel(RuntimeError):
+    """A task reached a worker that switched models since it was queued: it goes back to its queue."""
+
+
 def context_length(loaded: LoadedModel, settings: Settings) -> int:
     """MAX_MODEL_LEN when set, else the model's own context capped at 2048 (the KV cache is sized by it)."""
     own = int(getattr(loaded.model.config, "max_position_embeddings", 2048) or 2048)
@@ -114,6 +118,8 @@ class EngineService:
         # One forward pass at a time: engine steps and the no-batching baseline share the model.
         self.model_lock = threading.Lock()
         self.mean_request_s: float | None = None
+        self.started_at = time.time()
+        self.last_request_at = 0.0  # when a request last arrived here: MODEL_IDLE_TTL and AUTOLOAD read it
         self._token_texts: dict[int, str] = {}
         self._inbox: queue.Queue[ActiveRequest | str] = queue.Queue()
         self._active: dict[str, ActiveRequest] = {}  # owned by the loop thread
@@ -128,6 +134,14 @@ class EngineService:
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=10)
+
+    def close(self, timeout_s: float) -> None:
+        """Hand every request back to the queue, wait (up to timeout_s) until their tasks let go, stop."""
+        self.hand_back()
+        deadline = time.monotonic() + timeout_s
+        while self.num_active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.stop()
 
     @property
     def num_active(self) -> int:
@@ -146,6 +160,11 @@ class EngineService:
             log.warning("request %s is unknown or expired; nothing to do", request_id)
             return
         request = found[0]
+        if request.model != self.loaded.name:
+            raise WrongModel(
+                f"request {request_id} is for {request.model!r}; this worker serves {self.loaded.name!r}"
+            )
+        self.last_request_at = time.time()
         with self.holding(request) as claimed:
             if not claimed:
                 return  # cancelled while queued, or a duplicate delivery of a request someone else runs

@@ -8,7 +8,7 @@ from shared.keys import GENERATE_NOBATCH_TASK, GENERATE_TASK
 from workers import runtime
 from workers.celery_app import app
 from workers.nobatch import generate_alone
-from workers.service import EngineService
+from workers.service import EngineService, WrongModel
 
 
 def engine_service() -> EngineService:
@@ -22,7 +22,10 @@ def engine_service() -> EngineService:
 @app.task(name=GENERATE_TASK)
 def generate(request_id: str) -> None:
     """Generate a stored request in the continuous batch; its tokens stream to Redis as they come."""
-    engine_service().run(request_id)
+    try:
+        engine_service().run(request_id)
+    except WrongModel as exc:
+        raise Reject(str(exc), requeue=True) from None
 
 
 @app.task(name=GENERATE_NOBATCH_TASK)

@@ -30,3 +30,7 @@ class KVCache:
     @property
     def num_layers(self) -> int:
         return len(self.keys)
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)

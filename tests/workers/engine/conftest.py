@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from shared.settings import Settings
 from workers.engine import LLMEngine, SamplingOptions
 from workers.model_loader import LoadedModel, load_model
 
@@ -15,7 +16,7 @@ from workers.model_loader import LoadedModel, load_model
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     cache: Path = tmp_path_factory.mktemp("cache")
-    return load_model("torchweave-tiny", cache, device="cpu", dtype="fp32")
+    return load_model("torchweave-tiny", Settings(cache_dir=cache, device="cpu", dtype="fp32"))
 
 
 def make_engine(

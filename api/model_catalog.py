@@ -1,0 +1,119 @@
+"""What the API knows about models: which workers serve or load each, and how to start a load.
+
+Loads go to workers by Celery remote control (a command the workers register); each worker
+reports its progress to Redis, which is all this module reads.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from api import context
+from api.errors import ApiError
+from shared import bus, keys
+from shared.messages import ModelLoadState, ModelState, WorkerInfo
+from shared.model_names import InvalidModelName, check_model_name
+
+
+def checked_name(name: str) -> str:
+    """The model name if it is safe to load, else a 400 saying why (path traversal, a bad Hub id)."""
+    try:
+        return check_model_name(name, context.settings())
+    except InvalidModelName as exc:
+        raise ApiError(400, str(exc), param="model", code="invalid_model_name") from None
+
+
+def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
+    """Every known model: its overall state, per-worker states and queue depth.
+
+    Overall: ready when a live worker serves it, else loading when one loads it, else failed
+    when a load failed (with the reasons), else unloaded.
+    """
+    workers = {w.worker_id: w for w in bus.list_workers(r)}
+    states = bus.model_states(r)
+    for w in workers.values():  # a worker started with MODEL has no load record: it is ready
+        if w.model and w.model not in states:
+            states[w.model] = []
+    out: dict[str, dict[str, Any]] = {}
+    for name, per_worker in sorted(states.items()):
+        live = [s for s in per_worker if s.worker_id in workers and _current(s, workers[s.worker_id])]
+        serving = [w for w in workers.values() if w.model == name and w.state == "ready"]
+        loading = [s for s in live if s.state is ModelLoadState.LOADING]
+        latest = max(per_worker, key=lambda s: s.updated_at, default=None)
+        if serving:
+            state = "ready"
+        elif loading:
+            state = "loading"
+        elif latest is not None and latest.state is ModelLoadState.FAILED:
+            state = "failed"
+        else:
+            state = "unloaded"
+        out[name] = {
+            "state": state,
+            "workers": sorted(w.worker_id for w in serving),
+            "progress": max((s.progress for s in loading), default=100.0 if serving else 0.0),
+            "stage": loading[0].stage if loading else state,
+            "bytes_downloaded": sum(s.bytes_downloaded for s in loading),
+            "reason": latest.reason if state == "failed" and latest is not None else None,
+            "queued": bus.num_waiting(r, name),
+            "created": int(min((w.started_at for w in serving), default=0)),
+            "per_worker": [s.model_dump(mode="json", exclude={"v"}) for s in per_worker],
+        }
+    return out
+
+
+def _current(state: ModelState, worker: WorkerInfo) -> bool:
+    """A loading record counts only while the worker still says it is loading that model."""
+    return state.state is not ModelLoadState.LOADING or (
+        worker.state == "loading" and worker.model == state.model
+    )
+
+
+def is_loading(r: redis.Redis, model: str) -> bool:
+    return any(w.state == "loading" and w.model == model for w in bus.list_workers(r)) or any(
+        s.state is ModelLoadState.LOADING and time.time() - s.updated_at < 60
+        for s in bus.model_states(r).get(model, [])
+    )
+
+
+def pick_workers(r: redis.Redis, model: str, count: int) -> list[WorkerInfo]:
+    """Up to `count` live workers that neither serve nor load `model`: idle ones first, then the
+    least recently used (a worker's current model is unloaded to make room)."""
+    candidates = [w for w in bus.list_workers(r) if w.model != model and w.state != "loading" and w.hostname]
+    candidates.sort(key=lambda w: (w.state != "idle", w.slots_used, w.last_request_at))
+    return candidates[:count]
+
+
+def start_load(model: str, count: int) -> list[WorkerInfo]:
+    """Tell `count` workers to load `model`; 409 when no worker is free to switch."""
+    r = context.redis_client()
+    chosen = pick_workers(r, model, count)
+    if not chosen:
+        raise ApiError(409, f"no worker is free to load {model!r}: every live worker serves it or is loading",
+                       param="model", code="no_free_worker")  # fmt: skip
+    for w in chosen:
+        # Recorded before the command goes out, so GET /v1/models shows the load at once.
+        bus.publish_model_state(
+            r, ModelState(model=model, worker_id=w.worker_id, state=ModelLoadState.LOADING, stage="requested",
+                          updated_at=time.time()),
+        )  # fmt: skip
+        context.celery().control.broadcast(
+            keys.LOAD_MODEL_COMMAND, arguments={"model": model}, destination=[w.hostname], reply=False
+        )
+    return chosen
+
+
+def start_unload(model: str) -> list[WorkerInfo]:
+    """Tell every worker that serves or loads `model` to unload it; 404 when none does."""
+    r = context.redis_client()
+    serving = [w for w in bus.list_workers(r) if w.model == model and w.hostname]
+    if not serving:
+        raise ApiError(404, f"no worker serves {model!r}", param="model", code="model_not_found")
+    for w in serving:
+        context.celery().control.broadcast(
+            keys.UNLOAD_MODEL_COMMAND, arguments={"model": model}, destination=[w.hostname], reply=False
+        )
+    return serving
