@@ -40,8 +40,9 @@ def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, per_worker in sorted(states.items()):
         live = [s for s in per_worker if s.worker_id in workers and _current(s, workers[s.worker_id])]
-        serving = [w for w in workers.values() if w.model == name and w.state == "ready"]
-        loading = [s for s in live if s.state is ModelLoadState.LOADING]
+        serving = {w.worker_id for w in workers.values() if w.model == name and w.state == "ready"}
+        serving |= {s.worker_id for s in live if s.state is ModelLoadState.READY}
+        loading = [s for s in live if s.state is ModelLoadState.LOADING and s.worker_id not in serving]
         latest = max(per_worker, key=lambda s: s.updated_at, default=None)
         if serving:
             state = "ready"
@@ -53,30 +54,39 @@ def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
             state = "unloaded"
         out[name] = {
             "state": state,
-            "workers": sorted(w.worker_id for w in serving),
+            "workers": sorted(serving),
             "progress": max((s.progress for s in loading), default=100.0 if serving else 0.0),
             "stage": loading[0].stage if loading else state,
             "bytes_downloaded": sum(s.bytes_downloaded for s in loading),
             "reason": latest.reason if state == "failed" and latest is not None else None,
             "queued": bus.num_waiting(r, name),
-            "created": int(min((w.started_at for w in serving), default=0)),
+            "created": int(min((workers[w].started_at for w in serving), default=0)),
             "per_worker": [s.model_dump(mode="json", exclude={"v"}) for s in per_worker],
         }
     return out
 
 
+FRESH_LOAD_S = 30.0  # a load just asked for counts as under way this long before its worker reports
+
+
 def _current(state: ModelState, worker: WorkerInfo) -> bool:
-    """A loading record counts only while the worker still says it is loading that model."""
-    return state.state is not ModelLoadState.LOADING or (
-        worker.state == "loading" and worker.model == state.model
-    )
+    """Whether a worker's record still describes it. A record newer than the worker's last heartbeat
+    does; an older one only if the heartbeat agrees (a worker that moved on leaves stale records).
+    A load just asked for counts while fresh: the command is on its way."""
+    if state.updated_at >= worker.updated_at:
+        return True
+    if state.state is ModelLoadState.READY:
+        return worker.model == state.model and worker.state == "ready"
+    if state.state is ModelLoadState.LOADING:
+        loading_it = worker.state == "loading" and worker.model == state.model
+        return loading_it or time.time() - state.updated_at < FRESH_LOAD_S
+    return True
 
 
-def is_loading(r: redis.Redis, model: str) -> bool:
-    return any(w.state == "loading" and w.model == model for w in bus.list_workers(r)) or any(
-        s.state is ModelLoadState.LOADING and time.time() - s.updated_at < 60
-        for s in bus.model_states(r).get(model, [])
-    )
+def state_of(r: redis.Redis, model: str) -> str | None:
+    """A model's overall state (ready, loading, failed, unloaded), or None if it was never seen."""
+    info = summaries(r).get(model)
+    return None if info is None else str(info["state"])
 
 
 def pick_workers(r: redis.Redis, model: str, count: int) -> list[WorkerInfo]:

@@ -67,7 +67,9 @@ def check_limits(model: str, prompt: str, max_new_tokens: int, workers: list[Wor
             code="queue_full",
             headers={"Retry-After": "5"},
         )
-    contexts = [w.max_model_len for w in workers if w.model == model]
+    contexts = [
+        w.max_model_len for w in workers if w.model == model and w.state == "ready" and w.max_model_len
+    ]
     if not contexts:
         return  # no worker to ask yet: the worker that takes it refuses what cannot fit
     max_len = min(contexts)
@@ -101,7 +103,7 @@ def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
     if name == s.model or any(w.model == name for w in workers):
         return name, workers
     name = model_catalog.checked_name(name)
-    if model_catalog.is_loading(r, name):
+    if model_catalog.state_of(r, name) in ("ready", "loading"):  # heartbeats lag the load's own record
         return name, workers
     if s.autoload:
         model_catalog.start_load(name, 1)

@@ -86,7 +86,6 @@ class WorkerRuntime:
             if self.service is None or self.service.loaded.name != model:
                 return
             self._release()
-            self._publish(model, ModelLoadState.UNLOADED, "unloaded", 0.0)
             if not any(w.model == model and w.state == "ready" for w in bus.list_workers(self.redis)):
                 failed = lifecycle.fail_queued(
                     self.redis, model, f"model {model!r} was unloaded", self.settings.stream_ttl_s
@@ -122,6 +121,7 @@ class WorkerRuntime:
         self.consume(svc.loaded.name, None)
         svc.close(timeout_s=30.0)
         self.service = None
+        self._publish(svc.loaded.name, ModelLoadState.UNLOADED, "unloaded", 0.0)
         del svc
         gc.collect()
         try:

@@ -1,0 +1,171 @@
+"""Model management end to end: load a second model at runtime while the first keeps streaming,
+route by model, unload it; a failing load; unsafe names; Hub search with no network.
+
+Two real workers and the API on a Redis database of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tests.clients import indexed, iter_sse, read_sse, stream_text, submit
+from tests.e2e.conftest import greedy_text
+from tests.servers import Process, start_api, start_worker, wait_for
+
+SECOND = "torchweave-tiny2"
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    server_env: dict[str, str], log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    env = {
+        **server_env,
+        "REDIS_URL": server_env["REDIS_URL"].rsplit("/", 1)[0] + "/3",
+        "MODEL_DIR": str(tmp_path_factory.mktemp("model_dir")),
+        "MAX_BATCH": "4",
+    }
+    procs: list[Process] = [start_worker(env, log_dir, "m1"), start_worker(env, log_dir, "m2")]
+    api, url = start_api(env, log_dir)
+    procs.append(api)
+    yield url
+    for proc in procs:
+        proc.stop()
+
+
+def models(url: str) -> dict[str, dict[str, Any]]:
+    body = requests.get(f"{url}/v1/models", timeout=5).json()
+    assert body["object"] == "list"
+    return {m["id"]: m for m in body["data"]}
+
+
+def wait_state(url: str, model: str, state: str, timeout_s: float = 90) -> dict[str, Any]:
+    wait_for(lambda: models(url).get(model, {}).get("state") == state, timeout_s, f"{model} {state}")
+    return models(url)[model]
+
+
+def follow_to_end(url: str, sub: dict[str, Any], out: dict[str, list], key: str) -> None:
+    out[key] = read_sse(sub["stream_url"], timeout=120)
+
+
+def test_load_a_second_model_while_the_first_streams_then_unload_it(
+    cluster: str, reference: Any, cache_dir: Path
+) -> None:
+    url = cluster
+    # Requests to the first model stream throughout the switch.
+    prompts = [f"keep streaming {i}" for i in range(4)]
+    subs = [submit(url, prompt=p, max_new_tokens=300, temperature=0, ignore_eos=True) for p in prompts]
+    results: dict[str, list] = {}
+    readers = [
+        threading.Thread(target=follow_to_end, args=(url, s, results, s["id"]), daemon=True) for s in subs
+    ]
+    for t in readers:
+        t.start()
+
+    events: list[dict[str, Any]] = []
+
+    def watch() -> None:
+        with requests.get(f"{url}/v1/models/events", stream=True, timeout=120) as resp:
+            for event in iter_sse(resp.iter_lines(delimiter=b"\n")):
+                events.append(event.data)
+                if event.data["model"] == SECOND and event.data["state"] in ("ready", "failed"):
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.5)  # the watcher is subscribed
+
+    resp = requests.post(f"{url}/v1/models/load", json={"model": SECOND, "workers": 1}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    [loader] = resp.json()["workers"]
+    assert models(url)[SECOND]["state"] in ("loading", "ready")
+    watcher.join(90)
+    mine = [e for e in events if e["model"] == SECOND]
+    assert mine[-1]["state"] == "ready", mine
+    assert any(e["state"] == "loading" and 0 < e["progress"] < 100 for e in mine), mine  # progress showed
+    assert wait_state(url, SECOND, "ready")["workers"] == [loader]
+
+    # Requests route by model: the second model answers as itself, on the worker that loaded it.
+    path = cache_dir / "models" / SECOND
+    second = (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
+    sub = submit(url, prompt="route me", max_new_tokens=20, temperature=0, model=SECOND)
+    assert stream_text(read_sse(sub["stream_url"])) == greedy_text(second, "route me", 20)
+    assert requests.get(f"{url}/v1/requests/{sub['id']}", timeout=5).json()["worker_id"] == loader
+    sub = submit(url, prompt="and me", max_new_tokens=20, temperature=0)
+    assert stream_text(read_sse(sub["stream_url"])) == greedy_text(reference, "and me", 20)
+
+    # The first model's streams never broke: each ended done, complete and exactly right.
+    for t in readers:
+        t.join(120)
+    for s, p in zip(subs, prompts, strict=True):
+        got = indexed(results[s["id"]])
+        assert [e.event for e in got][-1] == "done"
+        assert [int(e.id) for e in got if e.id] == list(range(len(got)))
+        assert stream_text(got) == greedy_text(reference, p, 300, ignore_eos=True)
+
+    workers = requests.get(f"{url}/v1/workers", timeout=5).json()["workers"]
+    assert sorted(w["model"] for w in workers) == sorted(["torchweave-tiny", SECOND])
+    assert all(w["hostname"] and w["state"] == "ready" and "tokens_per_s" in w for w in workers)
+    status = requests.get(f"{url}/status", timeout=5).json()
+    assert status["workers"]["ready"] == 2
+    assert status["models"][SECOND]["state"] == "ready" and SECOND in status["queue_depth"]
+
+    resp = requests.post(f"{url}/v1/models/unload", json={"model": SECOND}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["workers"] == [loader]
+    wait_state(url, SECOND, "unloaded")
+    resp = requests.post(f"{url}/v1/requests", json={"prompt": "gone", "model": SECOND}, timeout=10)
+    assert resp.status_code == 404 and "POST /v1/models/load" in resp.json()["error"]["message"]
+    wait_for(
+        lambda: any(
+            w["state"] == "idle" for w in requests.get(f"{url}/v1/workers", timeout=5).json()["workers"]
+        ),
+        20,
+        "the unloaded worker idle",
+    )
+
+
+def test_a_failing_load_reports_failed_with_its_reason(cluster: str) -> None:
+    url = cluster
+    resp = requests.post(f"{url}/v1/models/load", json={"model": "./no-such-model"}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    info = wait_state(url, "./no-such-model", "failed", 60)
+    assert "does not exist" in info["reason"]
+    # The worker that tried lives on, and the first model still answers.
+    sub = submit(url, prompt="still here", max_new_tokens=5, temperature=0)
+    assert [e.event for e in indexed(read_sse(sub["stream_url"]))][-1] == "done"
+
+
+@pytest.mark.parametrize("name", ["../../etc", "/etc", "./a/../../outside", "evil/../x", "a/b/c", "-rf"])
+def test_unsafe_model_names_are_refused(cluster: str, name: str) -> None:
+    resp = requests.post(f"{cluster}/v1/models/load", json={"model": name}, timeout=10)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == "model"
+    resp = requests.post(f"{cluster}/v1/requests", json={"prompt": "x", "model": name}, timeout=10)
+    assert resp.status_code == 400, resp.text
+
+
+def test_hub_search_without_network_is_a_clear_503(cluster: str) -> None:
+    resp = requests.get(f"{cluster}/v1/models/search", params={"q": "llama", "limit": "5"}, timeout=30)
+    assert resp.status_code == 503, resp.text
+    assert "Hugging Face Hub cannot be reached" in resp.json()["error"]["message"]
+    assert (
+        requests.get(f"{cluster}/v1/models/search", params={"q": "x", "limit": "0"}, timeout=10).status_code
+        == 400
+    )
+    assert requests.get(f"{cluster}/v1/models/search", timeout=10).status_code == 400
+
+
+def test_unload_of_a_model_nobody_serves_is_404(cluster: str) -> None:
+    resp = requests.post(f"{cluster}/v1/models/unload", json={"model": "nobody/serves-this"}, timeout=10)
+    assert resp.status_code == 404
+    assert json.loads(resp.text)["error"]["code"] == "model_not_found"
