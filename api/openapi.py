@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api.openai_schemas import ChatCompletionRequest, CompletionRequest
-from api.schemas import SubmitBody
+from api.schemas import LoadModelBody, SubmitBody, UnloadModelBody
 
 bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"
@@ -49,7 +49,13 @@ def _request_id_param() -> list[dict[str, Any]]:
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
     """The whole OpenAPI document; the body schemas are exactly what the endpoints validate with."""
-    models: list[type[BaseModel]] = [SubmitBody, CompletionRequest, ChatCompletionRequest]
+    models: list[type[BaseModel]] = [
+        SubmitBody,
+        CompletionRequest,
+        ChatCompletionRequest,
+        LoadModelBody,
+        UnloadModelBody,
+    ]
     _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     components = schemas.get("$defs", {})
     components["Error"] = {
@@ -127,7 +133,67 @@ def document() -> dict[str, Any]:
                 "responses": _responses(200, "chat completion, or SSE chunks"),
             }
         },
-        "/v1/models": {"get": {"summary": "Models live workers serve (OpenAI shape)", "responses": get_ok}},
+        "/v1/models": {
+            "get": {
+                "summary": "Known models: state, load progress, workers, queue (OpenAI shape)",
+                "responses": get_ok,
+            }
+        },
+        "/v1/models/load": {
+            "post": {
+                "summary": "Make workers load a model (Hub id or a path under MODEL_DIR)",
+                "requestBody": _body(LoadModelBody),
+                "responses": {
+                    **_responses(202, "loading: follow GET /v1/models or /v1/models/events"),
+                    "409": {
+                        "description": "no worker free",
+                        "content": {"application/json": {"schema": ERROR}},
+                    },
+                },
+            }
+        },
+        "/v1/models/unload": {
+            "post": {
+                "summary": "Make the workers serving a model unload it",
+                "requestBody": _body(UnloadModelBody),
+                "responses": {
+                    **_responses(202, "unloading"),
+                    "404": {"description": "not served", "content": {"application/json": {"schema": ERROR}}},
+                },
+            }
+        },
+        "/v1/models/events": {
+            "get": {
+                "summary": "SSE: each model's state on each worker, then every change (Last-Event-ID resumes)",
+                "responses": {"200": {"description": "text/event-stream of `model` events"}},
+            }
+        },
+        "/v1/models/search": {
+            "get": {
+                "summary": "Search the Hugging Face Hub",
+                "parameters": [
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "matching models"},
+                    "503": {
+                        "description": "the Hub is unreachable",
+                        "content": {"application/json": {"schema": ERROR}},
+                    },
+                },
+            }
+        },
+        "/status": {"get": {"summary": "Workers, models and queue depth at a glance", "responses": get_ok}},
         "/v1/workers": {"get": {"summary": "Live workers", "responses": get_ok}},
         "/health": {
             "get": {
