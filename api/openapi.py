@@ -164,7 +164,7 @@ def document() -> dict[str, Any]:
         },
         "/v1/models/events": {
             "get": {
-                "summary": "SSE: each model's state on each worker, then every change (Last-Event-ID resumes)",
+                "summary": "SSE: each model's state on each worker, then each change (Last-Event-ID)",
                 "responses": {"200": {"description": "text/event-stream of `model` events"}},
             }
         },
