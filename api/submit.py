@@ -100,13 +100,16 @@ def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
     s, r = context.settings(), context.redis_client()
     name = model or s.model
     workers = bus.list_workers(r)
-    if name == s.model or any(w.model == name for w in workers):
+    if any(w.model == name and w.state != "idle" for w in workers):
         return name, workers
-    name = model_catalog.checked_name(name)
+    if name != s.model:
+        name = model_catalog.checked_name(name)
     if model_catalog.state_of(r, name) in ("ready", "loading"):  # heartbeats lag the load's own record
         return name, workers
-    if s.autoload:
+    if s.autoload and any(w.hostname for w in workers):
         model_catalog.start_load(name, 1)
+        return name, workers
+    if name == s.model:  # the default model: its workers may still be starting
         return name, workers
     raise ApiError(
         404,

@@ -169,3 +169,38 @@ def test_unload_of_a_model_nobody_serves_is_404(cluster: str) -> None:
     resp = requests.post(f"{cluster}/v1/models/unload", json={"model": "nobody/serves-this"}, timeout=10)
     assert resp.status_code == 404
     assert json.loads(resp.text)["error"]["code"] == "model_not_found"
+
+
+def test_autoload_switches_a_worker_and_an_idle_model_is_unloaded(
+    server_env: dict[str, str], log_dir: Path, cache_dir: Path, reference: Any
+) -> None:
+    env = {
+        **server_env,
+        "REDIS_URL": server_env["REDIS_URL"].rsplit("/", 1)[0] + "/4",
+        "AUTOLOAD": "1",
+        "MODEL_IDLE_TTL": "3",
+    }
+    worker = start_worker(env, log_dir, "auto")
+    api, url = start_api(env, log_dir)
+    try:
+        # No worker serves the second model: the request queues and the (only) worker switches to it.
+        sub = submit(url, prompt="load me", max_new_tokens=10, temperature=0, model=SECOND)
+        path = cache_dir / "models" / SECOND
+        second = (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
+        assert stream_text(read_sse(sub["stream_url"], timeout=90)) == greedy_text(second, "load me", 10)
+        # Unused for MODEL_IDLE_TTL, it is unloaded; the worker goes idle.
+        wait_state(url, SECOND, "unloaded", 30)
+        wait_for(
+            lambda: (
+                [w["state"] for w in requests.get(f"{url}/v1/workers", timeout=5).json()["workers"]]
+                == ["idle"]
+            ),
+            20,
+            "the worker idle",
+        )
+        # The default model comes back on demand too.
+        sub = submit(url, prompt="and back", max_new_tokens=10, temperature=0)
+        assert stream_text(read_sse(sub["stream_url"], timeout=90)) == greedy_text(reference, "and back", 10)
+    finally:
+        api.stop()
+        worker.stop()
