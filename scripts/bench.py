@@ -10,6 +10,11 @@ and the warm-up is not timed. Systems:
   engine             our LLMEngine in-process, requests arriving staggered at fixed concurrency
   server             HTTP submit, Redis, a Celery worker and SSE, with the same arrivals
 
+Arrivals (engine and server): --concurrency clients, each sending its requests back to back.
+Their first requests are spread over half of one request's lifetime (estimated from a warm-up
+decode step), so arrivals stay spread out, as in a serving steady state, and a static batch
+could not serve them. Each client sends --requests / --concurrency requests (default 6).
+
 Writes JSON and a PNG chart (default bench-results/<shape>.{json,png}) and prints a table.
 
     .venv/bin/python scripts/bench.py --shape small --concurrency 32 --prompt-len 32 --new-tokens 64
@@ -39,6 +44,7 @@ from shared.embedded_redis import EmbeddedRedis
 from shared.settings import PROJECT_ROOT
 from tests.servers import start_api, start_worker
 from workers.builtin_model import SHAPES, build_tokenizer, random_model
+from workers.malloc_tuning import keep_freed_memory
 from workers.model_loader import pick_device, pick_dtype
 
 ALL_SYSTEMS = ["hf_one_at_a_time", "hf_static", "hf_generate_batch", "engine", "server"]
@@ -51,9 +57,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument(
-        "--requests", type=int, default=0, help="engine and server requests (default 2 x concurrency)"
+        "--requests", type=int, default=0, help="engine and server requests (default 6 x concurrency)"
     )
-    p.add_argument("--stagger-ms", type=float, default=20.0, help="gap between the clients' first requests")
+    p.add_argument(
+        "--stagger-ms", type=float, default=-1.0, help="gap between the clients' first requests (default: auto)"
+    )
     p.add_argument("--sequential-requests", type=int, default=4)
     p.add_argument("--generate-batch-requests", type=int, default=8)
     p.add_argument("--max-batch-tokens", type=int, default=512)
@@ -108,6 +116,17 @@ def prefill_time(model: Any, prompt: list[int], repeats: int = 5) -> float:
         systems._sync(model.device)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def auto_stagger(model: Any, prompts: list[list[int]], args: argparse.Namespace, max_model_len: int) -> float:
+    """Seconds between the clients' first requests: half a request's lifetime (new_tokens full-batch
+    decode steps, timed in a warm-up run) spread over the clients."""
+    warm = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
+    run = systems.engine_in_process(
+        model, prompts, 8, warm, max_model_len, args.max_batch_tokens, tqdm(disable=True)
+    )
+    step_s = float(run.extra.get("full_batch_step_s_p50") or 0.0)
+    return step_s * args.new_tokens / 2 / args.concurrency
 
 
 def start_server(
@@ -168,7 +187,8 @@ def write_chart(results: list[dict[str, Any]], title: str, path: Path) -> None:
 
 def main() -> int:
     args = parse_args()
-    args.requests = args.requests or 2 * args.concurrency
+    keep_freed_memory()  # as the worker does: the comparison runs under the same allocator settings
+    args.requests = args.requests or 6 * args.concurrency
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(wanted) - set(ALL_SYSTEMS)
     if unknown:
@@ -193,6 +213,9 @@ def main() -> int:
     texts = make_texts(max(args.concurrency, args.requests), args.prompt_len, args.seed)
     prompts = [tokenizer(t)["input_ids"] for t in texts]
     assert all(len(p) == args.prompt_len for p in prompts), "a prompt did not tokenize to --prompt-len"
+    if args.stagger_ms < 0:
+        args.stagger_ms = round(1000 * auto_stagger(model, prompts, args, max_model_len), 1)
+        print(f"clients start {args.stagger_ms} ms apart", flush=True)
     arrivals = systems.Arrivals(args.concurrency, args.requests, args.stagger_ms / 1000)
     n_seq, n_gb = min(args.sequential_requests, len(prompts)), min(args.generate_batch_requests, len(prompts))
     warm = prompts[:2]

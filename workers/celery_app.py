@@ -18,6 +18,7 @@ from kombu import Queue
 from shared.keys import GENERATE_TASK, LOAD_MODEL_COMMAND, UNLOAD_MODEL_COMMAND, queue_name
 from shared.messages import GenerationRequest
 from shared.settings import get_settings
+from workers.malloc_tuning import keep_freed_memory
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -94,6 +95,7 @@ assert tw_load_model.__name__ == LOAD_MODEL_COMMAND and tw_unload_model.__name__
 def _start_engine(sender: Any = None, **_: Any) -> None:
     from workers import runtime
 
+    keep_freed_memory()  # before the engine thread's first allocation: see workers/malloc_tuning.py
     try:
         runtime.start(settings, enqueue, consume, hostname=getattr(sender, "hostname", "") or "")
     except Exception:

@@ -47,8 +47,8 @@ def generate_alone(service: EngineService, request_id: str) -> None:
     if found is None:
         return
     with service.holding(found[0]) as claimed:
-        if claimed:
-            _generate(service, found[0])
+        if claimed:  # on the engine's own thread, between steps: nothing else uses the model meanwhile
+            service.call_in_loop(lambda: _generate(service, found[0]))
 
 
 def _generate(service: EngineService, request: GenerationRequest) -> None:
@@ -58,7 +58,7 @@ def _generate(service: EngineService, request: GenerationRequest) -> None:
     room = service.max_model_len - len(prompt_ids)
     max_new = min(params.max_new_tokens, room)
     started = time.time()
-    with service.model_lock, torch.inference_mode():
+    with torch.inference_mode():
         if room <= 0:
             new_ids: list[int] = []
         else:

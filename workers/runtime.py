@@ -23,6 +23,7 @@ from workers.heartbeat import Heartbeat, new_worker_id
 from workers.model_fit import check_fit, describe_model
 from workers.model_loader import load_model
 from workers.service import EngineService
+from workers.torch_thread import TorchThread
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class WorkerRuntime:
         self.loading: str | None = None  # the model being loaded, while a load runs
         self.started_at = time.time()
         self._lock = threading.Lock()  # one switch or unload at a time
+        self.torch = TorchThread()  # every torch op of this process runs there
         self._heartbeat = Heartbeat(self)
 
     # --- start, switch, unload ---
@@ -100,10 +102,12 @@ class WorkerRuntime:
             self._publish(model, ModelLoadState.LOADING, stage, percent, done_bytes, total_bytes)
 
         self.loading = model
-        loaded = load_model(model, self.settings, progress=progress)
+        loaded = self.torch.call(load_model, model, self.settings, progress=progress)
         progress("starting the engine", 95.0)
-        self.service = EngineService(loaded, self.settings, self.redis, self.worker_id, self.enqueue)
-        self.service.start()
+        self.service = self.torch.call(
+            EngineService, loaded, self.settings, self.redis, self.worker_id, self.enqueue
+        )
+        self.service.start(self.torch)
         self.loading = None
         if consume:
             self.consume(None, model)

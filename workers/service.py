@@ -8,6 +8,7 @@ prefilled with the prompt, so the client sees no gap and no repeat.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import queue
@@ -37,6 +38,7 @@ from workers.engine import LLMEngine, SamplingOptions, StepOutput
 from workers.model_loader import LoadedModel
 from workers.redis_writes import Writes
 from workers.text_output import TextOutput
+from workers.torch_thread import TorchThread
 
 log = logging.getLogger(__name__)
 _FINISH_STATUS = {FinishReason.CANCELLED: RequestStatus.CANCELLED, FinishReason.ERROR: RequestStatus.FAILED}
@@ -115,25 +117,39 @@ class EngineService:
             set() if eos is None else {eos},
             max_batch_tokens=settings.max_batch_tokens,
         )
-        # One forward pass at a time: engine steps and the no-batching baseline share the model.
-        self.model_lock = threading.Lock()
         self.mean_request_s: float | None = None
         self.started_at = time.time()
         self.last_request_at = 0.0  # when a request last arrived here: MODEL_IDLE_TTL and AUTOLOAD read it
         self._token_texts: dict[int, str] = {}
-        self._inbox: queue.Queue[ActiveRequest | str] = queue.Queue()
+        self._inbox: queue.Queue[ActiveRequest | str | Callable[[], None]] = queue.Queue()
         self._active: dict[str, ActiveRequest] = {}  # owned by the loop thread
         self._claimed: set[str] = set()  # every request this worker holds a lease on
         self._claimed_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="engine-loop", daemon=True)
+        self._loop_done: concurrent.futures.Future[None] | None = None
 
-    def start(self) -> None:
-        self._thread.start()
+    def start(self, torch_thread: TorchThread) -> None:
+        """Run the engine loop on the worker's torch thread (see workers/torch_thread.py) until stop()."""
+        self._loop_done = torch_thread.submit(self._loop)
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=10)
+        if self._loop_done is not None:
+            concurrent.futures.wait([self._loop_done], timeout=10)
+
+    def call_in_loop(self, job: Callable[[], None]) -> None:
+        """Run job on the loop's thread between two steps (nothing else runs meanwhile); wait for it."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                job()
+                done.set_result(None)
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self._inbox.put(run)
+        done.result()
 
     def close(self, timeout_s: float) -> None:
         """Hand every request back to the queue, wait (up to timeout_s) until their tasks let go, stop."""
@@ -219,8 +235,7 @@ class EngineService:
                 if not self.engine.has_work():
                     continue
                 step_started = time.time()
-                with self.model_lock:
-                    outputs = self.engine.step()
+                outputs = self.engine.step()
                 self._publish(outputs, step_started)
             except Exception as exc:  # one bad step must not kill the worker: fail what it touched
                 log.exception("engine step failed")
@@ -234,6 +249,8 @@ class EngineService:
         while True:
             if isinstance(item, str):
                 self._hand_back_all()
+            elif callable(item):
+                item()
             else:
                 try:
                     self.engine.add_request(
