@@ -14,7 +14,7 @@ import redis
 from api import context
 from api.errors import ApiError
 from shared import bus, keys
-from shared.messages import ModelLoadState, ModelState, WorkerInfo
+from shared.messages import LOAD_REQUESTED, ModelLoadState, ModelState, WorkerInfo
 from shared.model_names import InvalidModelName, check_model_name
 
 
@@ -106,10 +106,14 @@ def start_load(model: str, count: int) -> list[WorkerInfo]:
                        param="model", code="no_free_worker")  # fmt: skip
     for w in chosen:
         # Recorded before the command goes out, so GET /v1/models shows the load at once.
-        bus.publish_model_state(
-            r, ModelState(model=model, worker_id=w.worker_id, state=ModelLoadState.LOADING, stage="requested",
-                          updated_at=time.time()),
-        )  # fmt: skip
+        requested = ModelState(
+            model=model,
+            worker_id=w.worker_id,
+            state=ModelLoadState.LOADING,
+            stage=LOAD_REQUESTED,
+            updated_at=time.time(),
+        )
+        bus.publish_model_state(r, requested)  # the worker also picks this up if the command is lost
         context.celery().control.broadcast(
             keys.LOAD_MODEL_COMMAND, arguments={"model": model}, destination=[w.hostname], reply=False
         )

@@ -60,7 +60,10 @@ def parse_args() -> argparse.Namespace:
         "--requests", type=int, default=0, help="engine and server requests (default 6 x concurrency)"
     )
     p.add_argument(
-        "--stagger-ms", type=float, default=-1.0, help="gap between the clients' first requests (default: auto)"
+        "--stagger-ms",
+        type=float,
+        default=-1.0,
+        help="gap between the clients' first requests (default: auto)",
     )
     p.add_argument("--sequential-requests", type=int, default=4)
     p.add_argument("--generate-batch-requests", type=int, default=8)
@@ -226,6 +229,9 @@ def main() -> int:
     runs: dict[str, systems.Run] = {}
     silent = tqdm(disable=True)
     for system in wanted:
+        if system.startswith("hf_"):
+            # The engine (auto stagger or an earlier system) switched attention to its own; HF runs pure HF.
+            model.set_attn_implementation("sdpa")
         if system == "hf_one_at_a_time":
             systems.hf_generate(model, warm[:1], 4, silent, "")
             with bar(system, n_seq * args.new_tokens) as b:

@@ -190,6 +190,9 @@ class ModelLoadState(StrEnum):
     UNLOADED = "unloaded"
 
 
+LOAD_REQUESTED = "requested"  # ModelState.stage of a load the API asked for that its worker has not begun
+
+
 class ModelState(_Message):
     """One worker's progress with one model; also the payload of /v1/models/events."""
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import bus, lifecycle
-from shared.messages import GenerationRequest, ModelLoadState, ModelState, WorkerInfo
+from shared.messages import LOAD_REQUESTED, GenerationRequest, ModelLoadState, ModelState, WorkerInfo
 from shared.settings import Settings
 from workers.heartbeat import Heartbeat, new_worker_id
 from workers.model_fit import check_fit, describe_model
@@ -26,6 +26,8 @@ from workers.service import EngineService
 from workers.torch_thread import TorchThread
 
 log = logging.getLogger(__name__)
+
+LOAD_REQUEST_TTL_S = 30.0  # an older request is abandoned (the API stops counting it as a load)
 
 # Called with (queue to stop consuming or None, queue to start consuming or None) once a switch
 # or an unload is decided; the Celery app does it with remote control (cancel/add_consumer).
@@ -66,6 +68,8 @@ class WorkerRuntime:
 
     def _switch(self, model: str) -> None:
         with self._lock:
+            if self.loading == model:
+                return
             current = self.service.loaded.name if self.service else None
             if model == current:
                 self._publish(model, ModelLoadState.READY, "ready", 100.0)
@@ -80,6 +84,7 @@ class WorkerRuntime:
             except Exception as exc:  # any failure is reported with its reason; the worker lives on
                 log.exception("loading %s failed", model)
                 self._publish(model, ModelLoadState.FAILED, "failed", 0.0, reason=str(exc))
+                self._fail_orphans(model, f"model {model!r} failed to load: {exc}")
             finally:
                 self.loading = None
 
@@ -88,12 +93,36 @@ class WorkerRuntime:
             if self.service is None or self.service.loaded.name != model:
                 return
             self._release()
-            if not any(w.model == model and w.state == "ready" for w in bus.list_workers(self.redis)):
-                failed = lifecycle.fail_queued(
-                    self.redis, model, f"model {model!r} was unloaded", self.settings.stream_ttl_s
-                )
-                if failed:
-                    log.warning("failed %d requests queued for unloaded model %s", failed, model)
+            self._fail_orphans(model, f"model {model!r} was unloaded")
+
+    def _fail_orphans(self, model: str, reason: str) -> None:
+        """Requests queued for a model no live worker serves or loads would wait forever: fail them."""
+        others = [w for w in bus.list_workers(self.redis) if w.worker_id != self.worker_id]
+        if any(w.model == model for w in others):
+            return
+        failed = lifecycle.fail_queued(self.redis, model, reason, self.settings.stream_ttl_s)
+        if failed:
+            log.warning("failed %d requests queued for %s: %s", failed, model, reason)
+
+    def pick_up_load_requests(self) -> None:
+        """Start a load the API recorded for this worker whose remote-control command never arrived
+        (a broadcast sent before this worker's consumer was listening is lost)."""
+        if self.loading or self._lock.locked():
+            return
+        current = self.service.loaded.name if self.service else None
+        for model, states in bus.model_states(self.redis).items():
+            for state in states:
+                fresh = time.time() - state.updated_at < LOAD_REQUEST_TTL_S
+                if (
+                    state.worker_id == self.worker_id
+                    and state.state is ModelLoadState.LOADING
+                    and state.stage == LOAD_REQUESTED
+                    and fresh
+                    and model != current
+                ):
+                    log.info("picking up the load of %s that the API asked for", model)
+                    self.switch(model)
+                    return
 
     def _serve(self, model: str, consume: bool = True) -> None:
         """Load `model`, start its engine and consume its queue."""
