@@ -158,12 +158,6 @@ def model_states(r: redis.Redis) -> dict[str, list[ModelState]]:
     }
 
 
-def forget_model_state(r: redis.Redis, model: str, worker_ids: list[str]) -> None:
-    """Drop the states of workers that are gone, so a dead worker's 'loading' does not linger."""
-    if worker_ids:
-        r.hdel(keys.model_state_key(model), *worker_ids)
-
-
 def read_model_events(r: redis.Redis, after: str, block_ms: int) -> list[tuple[str, ModelState]]:
     """Model state changes after stream id `after` ("$": only new ones), waiting up to block_ms."""
     client: Any = r
