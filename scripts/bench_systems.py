@@ -177,6 +177,7 @@ def server(
     """The whole server: HTTP submit, Redis, a Celery worker, and the SSE stream back."""
     times: dict[int, RequestTimes] = {}
     errors: list[str] = []
+    worker_side: list[tuple[float, float]] = []  # (submitted -> first step began, -> first token written)
     lock = threading.Lock()
     start = time.perf_counter()
 
@@ -200,8 +201,10 @@ def server(
                         with lock:
                             errors.append(event.data["message"])
                         break
+            timings = requests.get(f"{url}/v1/requests/{sub['id']}", timeout=30).json()["timings"]
             with lock:
                 times[rid] = rt
+                worker_side.append((timings["queued_s"], timings["ttft_s"]))
 
     threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(arrivals.concurrency)]
     for t in threads:
@@ -210,4 +213,11 @@ def server(
         t.join(timeout_s)
     if errors:
         raise RuntimeError(f"{len(errors)} server requests failed, the first: {errors[0]}")
-    return Run("server", [times[i] for i in sorted(times)], time.perf_counter() - start)
+    run = Run("server", [times[i] for i in sorted(times)], time.perf_counter() - start)
+    queued = sorted(q for q, _ in worker_side if q is not None)
+    written = sorted(t for _, t in worker_side if t is not None)
+    if queued and written:
+        # Where the server's time to first token goes: waiting for a step, the step, then the relay.
+        run.extra["queued_to_first_step_s_p50"] = queued[len(queued) // 2]
+        run.extra["first_token_written_s_p50"] = written[len(written) // 2]
+    return run
