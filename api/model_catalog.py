@@ -14,7 +14,7 @@ import redis
 from api import context
 from api.errors import ApiError
 from shared import bus, keys
-from shared.messages import LOAD_REQUESTED, ModelLoadState, ModelState, WorkerInfo
+from shared.messages import LOAD_REQUESTED, UNLOAD_REQUESTED, ModelLoadState, ModelState, WorkerInfo
 from shared.model_names import InvalidModelName, check_model_name
 
 
@@ -127,6 +127,14 @@ def start_unload(model: str) -> list[WorkerInfo]:
     if not serving:
         raise ApiError(404, f"no worker serves {model!r}", param="model", code="model_not_found")
     for w in serving:
+        requested = ModelState(
+            model=model,
+            worker_id=w.worker_id,
+            state=ModelLoadState.UNLOADED,
+            stage=UNLOAD_REQUESTED,
+            updated_at=time.time(),
+        )
+        bus.publish_model_state(r, requested)  # the worker also picks this up if the command is lost
         context.celery().control.broadcast(
             keys.UNLOAD_MODEL_COMMAND, arguments={"model": model}, destination=[w.hostname], reply=False
         )

@@ -191,6 +191,7 @@ class ModelLoadState(StrEnum):
 
 
 LOAD_REQUESTED = "requested"  # ModelState.stage of a load the API asked for that its worker has not begun
+UNLOAD_REQUESTED = "unload requested"  # ModelState.stage of an unload the API asked for
 
 
 class ModelState(_Message):

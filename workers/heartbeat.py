@@ -64,6 +64,6 @@ class Heartbeat:
                 self.beat()
                 reap(rt.redis, rt.settings, rt.enqueue)
                 rt.unload_if_idle()
-                rt.pick_up_load_requests()
+                rt.pick_up_requests()
             except redis.RedisError:
                 log.warning("heartbeat failed; retrying", exc_info=True)

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from shared import bus, lifecycle
-from shared.messages import LOAD_REQUESTED, GenerationRequest, ModelLoadState, ModelState, WorkerInfo
+from shared.messages import (
+    LOAD_REQUESTED,
+    UNLOAD_REQUESTED,
+    GenerationRequest,
+    ModelLoadState,
+    ModelState,
+    WorkerInfo,
+)
 from shared.settings import Settings
 from workers.heartbeat import Heartbeat, new_worker_id
 from workers.model_fit import check_fit, describe_model
@@ -27,7 +34,7 @@ from workers.torch_thread import TorchThread
 
 log = logging.getLogger(__name__)
 
-LOAD_REQUEST_TTL_S = 30.0  # an older request is abandoned (the API stops counting it as a load)
+REQUEST_TTL_S = 30.0  # an older load or unload request is abandoned (the API stops counting a load)
 
 # Called with (queue to stop consuming or None, queue to start consuming or None) once a switch
 # or an unload is decided; the Celery app does it with remote control (cancel/add_consumer).
@@ -104,24 +111,31 @@ class WorkerRuntime:
         if failed:
             log.warning("failed %d requests queued for %s: %s", failed, model, reason)
 
-    def pick_up_load_requests(self) -> None:
-        """Start a load the API recorded for this worker whose remote-control command never arrived
-        (a broadcast sent before this worker's consumer was listening is lost)."""
+    def pick_up_requests(self) -> None:
+        """Start a load or unload the API recorded for this worker whose remote-control command never
+        arrived (a broadcast sent before this worker's consumer was listening is lost)."""
         if self.loading or self._lock.locked():
             return
         current = self.service.loaded.name if self.service else None
         for model, states in bus.model_states(self.redis).items():
             for state in states:
-                fresh = time.time() - state.updated_at < LOAD_REQUEST_TTL_S
+                if state.worker_id != self.worker_id or time.time() - state.updated_at > REQUEST_TTL_S:
+                    continue
                 if (
-                    state.worker_id == self.worker_id
-                    and state.state is ModelLoadState.LOADING
+                    state.state is ModelLoadState.LOADING
                     and state.stage == LOAD_REQUESTED
-                    and fresh
                     and model != current
                 ):
                     log.info("picking up the load of %s that the API asked for", model)
                     self.switch(model)
+                    return
+                if (
+                    state.state is ModelLoadState.UNLOADED
+                    and state.stage == UNLOAD_REQUESTED
+                    and model == current
+                ):
+                    log.info("picking up the unload of %s that the API asked for", model)
+                    self.unload(model)
                     return
 
     def _serve(self, model: str, consume: bool = True) -> None:
