@@ -17,6 +17,8 @@ import pytest
 import requests
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from shared import bus
+from shared.messages import LOAD_REQUESTED, UNLOAD_REQUESTED, ModelLoadState, ModelState
 from tests.clients import indexed, iter_sse, read_sse, stream_text, submit
 from tests.e2e.conftest import greedy_text
 from tests.servers import Process, start_api, start_worker, wait_for
@@ -143,6 +145,43 @@ def test_a_failing_load_reports_failed_with_its_reason(cluster: str) -> None:
     # The worker that tried lives on, and the first model still answers.
     sub = submit(url, prompt="still here", max_new_tokens=5, temperature=0)
     assert [e.event for e in indexed(read_sse(sub["stream_url"]))][-1] == "done"
+
+
+def test_a_load_or_unload_whose_command_was_lost_still_happens(
+    cluster: str, server_env: dict[str, str]
+) -> None:
+    # The API records each request in Redis before it broadcasts the command; a worker that never got
+    # the command (it was not listening yet) acts on the record with its heartbeat. Record only.
+    url = cluster
+    r = bus.connect(server_env["REDIS_URL"].rsplit("/", 1)[0] + "/3")
+    [idle] = [w for w in bus.list_workers(r) if w.state == "idle"]
+    bus.publish_model_state(
+        r,
+        ModelState(
+            model=SECOND,
+            worker_id=idle.worker_id,
+            state=ModelLoadState.LOADING,
+            stage=LOAD_REQUESTED,
+            updated_at=time.time(),
+        ),
+    )
+    assert wait_state(url, SECOND, "ready", 60)["workers"] == [idle.worker_id]
+    bus.publish_model_state(
+        r,
+        ModelState(
+            model=SECOND,
+            worker_id=idle.worker_id,
+            state=ModelLoadState.UNLOADED,
+            stage=UNLOAD_REQUESTED,
+            updated_at=time.time(),
+        ),
+    )
+    wait_for(
+        lambda: [w.state for w in bus.list_workers(r) if w.worker_id == idle.worker_id] == ["idle"],
+        60,
+        "the unload picked up",
+    )
+    assert models(url)[SECOND]["state"] == "unloaded"
 
 
 @pytest.mark.parametrize("name", ["../../etc", "/etc", "./a/../../outside", "evil/../x", "a/b/c", "-rf"])
