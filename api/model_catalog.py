@@ -104,19 +104,7 @@ def start_load(model: str, count: int) -> list[WorkerInfo]:
     if not chosen:
         raise ApiError(409, f"no worker is free to load {model!r}: every live worker serves it or is loading",
                        param="model", code="no_free_worker")  # fmt: skip
-    for w in chosen:
-        # Recorded before the command goes out, so GET /v1/models shows the load at once.
-        requested = ModelState(
-            model=model,
-            worker_id=w.worker_id,
-            state=ModelLoadState.LOADING,
-            stage=LOAD_REQUESTED,
-            updated_at=time.time(),
-        )
-        bus.publish_model_state(r, requested)  # the worker also picks this up if the command is lost
-        context.celery().control.broadcast(
-            keys.LOAD_MODEL_COMMAND, arguments={"model": model}, destination=[w.hostname], reply=False
-        )
+    _command(r, chosen, model, keys.LOAD_MODEL_COMMAND, ModelLoadState.LOADING, LOAD_REQUESTED)
     return chosen
 
 
@@ -126,16 +114,23 @@ def start_unload(model: str) -> list[WorkerInfo]:
     serving = [w for w in bus.list_workers(r) if w.model == model and w.hostname]
     if not serving:
         raise ApiError(404, f"no worker serves {model!r}", param="model", code="model_not_found")
-    for w in serving:
-        requested = ModelState(
-            model=model,
-            worker_id=w.worker_id,
-            state=ModelLoadState.UNLOADED,
-            stage=UNLOAD_REQUESTED,
-            updated_at=time.time(),
-        )
-        bus.publish_model_state(r, requested)  # the worker also picks this up if the command is lost
-        context.celery().control.broadcast(
-            keys.UNLOAD_MODEL_COMMAND, arguments={"model": model}, destination=[w.hostname], reply=False
-        )
+    _command(r, serving, model, keys.UNLOAD_MODEL_COMMAND, ModelLoadState.UNLOADED, UNLOAD_REQUESTED)
     return serving
+
+
+def _command(
+    r: redis.Redis, workers: list[WorkerInfo], model: str, command: str, state: ModelLoadState, stage: str
+) -> None:
+    """Record the request for each worker, then send it the remote-control command.
+
+    The record comes first, so GET /v1/models shows it at once, and a worker whose command is
+    lost (it was not listening yet) acts on the record with its next heartbeat.
+    """
+    for w in workers:
+        requested = ModelState(
+            model=model, worker_id=w.worker_id, state=state, stage=stage, updated_at=time.time()
+        )
+        bus.publish_model_state(r, requested)
+        context.celery().control.broadcast(
+            command, arguments={"model": model}, destination=[w.hostname], reply=False
+        )

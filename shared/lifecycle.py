@@ -17,6 +17,22 @@ import redis
 from shared import bus, keys
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
 
+# Lua: end a request with an error event after its last event, and mark it failed. Scripts that fail
+# a request start with this.
+_FAIL_FN = """
+local function fail(hash, stream, message, now, ttl)
+  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local index = 0
+  if #last > 0 then index = tonumber(string.match(last[1][1], '^(%d+)')) end
+  local event = cjson.encode({v=1, type='error', index=index, message=message})
+  redis.call('XADD', stream, (index + 1) .. '-0', 'data', event)
+  redis.call('HSET', hash, 'status', '"failed"', 'finish_reason', '"error"',
+             'error', cjson.encode(message), 'finished_at', now)
+  redis.call('EXPIRE', hash, ttl)
+  redis.call('EXPIRE', stream, ttl)
+end
+"""
+
 _FINAL = "status == '\"finished\"' or status == '\"cancelled\"' or status == '\"failed\"'"
 
 # KEYS: hash, waiting set, leases, dispatch. ARGV: request id, '"running"', worker id (JSON), lease expiry.
@@ -70,7 +86,8 @@ return cjson.decode(status)
 # id handing it back), max attempts, created_at, ttl, error message.
 # Returns 'requeued', 'failed' or 'skipped'.
 _REQUEUE = (
-    """
+    _FAIL_FN
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or """
     + _FINAL
@@ -83,16 +100,8 @@ if ARGV[3] == 'expired' then
   if not lease or tonumber(lease) >= tonumber(ARGV[2]) then return 'skipped' end
   local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
   if attempts >= tonumber(ARGV[4]) then
-    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-    local index = 0
-    if #last > 0 then index = tonumber(string.match(last[1][1], '^(%d+)')) end
-    local event = cjson.encode({v=1, type='error', index=index, message=ARGV[7]})
-    redis.call('XADD', KEYS[2], (index + 1) .. '-0', 'data', event)
-    redis.call('HSET', KEYS[1], 'status', '"failed"', 'finish_reason', '"error"',
-               'error', cjson.encode(ARGV[7]), 'finished_at', ARGV[2])
+    fail(KEYS[1], KEYS[2], ARGV[7], ARGV[2], ARGV[6])
     redis.call('ZREM', KEYS[4], ARGV[1])
-    redis.call('EXPIRE', KEYS[1], ARGV[6])
-    redis.call('EXPIRE', KEYS[2], ARGV[6])
     return 'failed'
   end
 elseif redis.call('HGET', KEYS[1], 'worker_id') ~= ARGV[3] then
@@ -109,25 +118,20 @@ return 'requeued'
 
 # KEYS: hash, stream, waiting set, dispatch. ARGV: request id, now, ttl, error message.
 # Fails a request that is still queued (its model went away); 1 if it did.
-_FAIL_QUEUED = """
+_FAIL_QUEUED = (
+    _FAIL_FN
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= '"queued"' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   return 0
 end
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local index = 0
-if #last > 0 then index = tonumber(string.match(last[1][1], '^(%d+)')) end
-local event = cjson.encode({v=1, type='error', index=index, message=ARGV[4]})
-redis.call('XADD', KEYS[2], (index + 1) .. '-0', 'data', event)
-redis.call('HSET', KEYS[1], 'status', '"failed"', 'finish_reason', '"error"',
-           'error', cjson.encode(ARGV[4]), 'finished_at', ARGV[2])
+fail(KEYS[1], KEYS[2], ARGV[4], ARGV[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """
+)
 
 
 def _eval(r: redis.Redis, script: str, keys_: list[str], *args: Any) -> Any:

@@ -64,28 +64,27 @@ def consume(stop: str | None, start: str | None) -> None:
         app.control.add_consumer(queue_name(start), destination=[rt.hostname], reply=True, timeout=10)
 
 
-@control_command(args=[("model", str)], signature="<model>")
-def tw_load_model(state: Any, model: str) -> dict[str, str]:
-    """Remote control: switch this worker to `model` (in the background; progress goes to Redis)."""
+def _on_runtime(action: str, model: str) -> dict[str, str]:
+    """Hand a remote-control command to this worker's runtime; the work runs in the background."""
     from workers import runtime
 
     rt = runtime.current()
     if rt is None:
         return {"error": "the worker is still starting"}
-    rt.switch(model)
+    getattr(rt, action)(model)
     return {"ok": rt.worker_id}
+
+
+@control_command(args=[("model", str)], signature="<model>")
+def tw_load_model(state: Any, model: str) -> dict[str, str]:
+    """Remote control: switch this worker to `model` (in the background; progress goes to Redis)."""
+    return _on_runtime("switch", model)
 
 
 @control_command(args=[("model", str)], signature="<model>")
 def tw_unload_model(state: Any, model: str) -> dict[str, str]:
     """Remote control: stop serving `model` and free its memory."""
-    from workers import runtime
-
-    rt = runtime.current()
-    if rt is None:
-        return {"error": "the worker is still starting"}
-    rt.unload(model)
-    return {"ok": rt.worker_id}
+    return _on_runtime("unload", model)
 
 
 assert tw_load_model.__name__ == LOAD_MODEL_COMMAND and tw_unload_model.__name__ == UNLOAD_MODEL_COMMAND

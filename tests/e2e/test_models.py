@@ -155,27 +155,16 @@ def test_a_load_or_unload_whose_command_was_lost_still_happens(
     url = cluster
     r = bus.connect(server_env["REDIS_URL"].rsplit("/", 1)[0] + "/3")
     [idle] = [w for w in bus.list_workers(r) if w.state == "idle"]
-    bus.publish_model_state(
-        r,
-        ModelState(
-            model=SECOND,
-            worker_id=idle.worker_id,
-            state=ModelLoadState.LOADING,
-            stage=LOAD_REQUESTED,
-            updated_at=time.time(),
-        ),
-    )
+
+    def record(state: ModelLoadState, stage: str) -> None:
+        now = time.time()
+        bus.publish_model_state(
+            r, ModelState(model=SECOND, worker_id=idle.worker_id, state=state, stage=stage, updated_at=now)
+        )
+
+    record(ModelLoadState.LOADING, LOAD_REQUESTED)
     assert wait_state(url, SECOND, "ready", 60)["workers"] == [idle.worker_id]
-    bus.publish_model_state(
-        r,
-        ModelState(
-            model=SECOND,
-            worker_id=idle.worker_id,
-            state=ModelLoadState.UNLOADED,
-            stage=UNLOAD_REQUESTED,
-            updated_at=time.time(),
-        ),
-    )
+    record(ModelLoadState.UNLOADED, UNLOAD_REQUESTED)
     wait_for(
         lambda: [w.state for w in bus.list_workers(r) if w.worker_id == idle.worker_id] == ["idle"],
         60,

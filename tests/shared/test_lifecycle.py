@@ -123,3 +123,21 @@ def test_a_request_queued_too_long_is_dispatched_again_until_claimed(r: redis.Re
     assert lifecycle.claim(r, req, "w", lease_s=60)
     assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=0)
     assert not lifecycle.redispatch(r, req.request_id, older_than_s=0)  # claimed: nothing to send
+
+
+def test_fail_queued_ends_only_the_queued_requests_of_a_model_with_the_reason(r: redis.Redis) -> None:
+    waiting = queued(r)
+    running = GenerationRequest(**{**waiting.model_dump(), "request_id": uuid.uuid4().hex})
+    bus.save_request(r, running, ttl_s=60)
+    assert lifecycle.claim(r, running, "w", lease_s=30)
+    pipe = r.pipeline()
+    bus.append_event(pipe, waiting.request_id, TokenEvent(index=0, text="from an earlier worker"))
+    pipe.execute()
+    assert lifecycle.fail_queued(r, waiting.model, "model gone", ttl_s=60) == 1
+    state = state_of(r, waiting)
+    assert state.status == RequestStatus.FAILED and state.error == "model gone"
+    events = bus.read_events(r, waiting.request_id)
+    assert isinstance(events[-1], ErrorEvent) and events[-1].index == 1 and events[-1].message == "model gone"
+    assert bus.queue_position(r, waiting, ttl_s=60) is None
+    assert state_of(r, running).status == RequestStatus.RUNNING  # a running request is not touched
+    assert lifecycle.fail_queued(r, waiting.model, "again", ttl_s=60) == 0
