@@ -14,7 +14,14 @@ import redis
 from api import context
 from api.errors import ApiError
 from shared import bus, keys
-from shared.messages import LOAD_REQUESTED, UNLOAD_REQUESTED, ModelLoadState, ModelState, WorkerInfo
+from shared.messages import (
+    LOAD_REQUESTED,
+    REQUEST_FRESH_S,
+    UNLOAD_REQUESTED,
+    ModelLoadState,
+    ModelState,
+    WorkerInfo,
+)
 from shared.model_names import InvalidModelName, check_model_name
 
 
@@ -66,9 +73,6 @@ def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
     return out
 
 
-FRESH_LOAD_S = 30.0  # a load just asked for counts as under way this long before its worker reports
-
-
 def _current(state: ModelState, worker: WorkerInfo) -> bool:
     """Whether a worker's record still describes it. A record newer than the worker's last heartbeat
     does; an older one only if the heartbeat agrees (a worker that moved on leaves stale records).
@@ -79,7 +83,7 @@ def _current(state: ModelState, worker: WorkerInfo) -> bool:
         return worker.model == state.model and worker.state == "ready"
     if state.state is ModelLoadState.LOADING:
         loading_it = worker.state == "loading" and worker.model == state.model
-        return loading_it or time.time() - state.updated_at < FRESH_LOAD_S
+        return loading_it or time.time() - state.updated_at < REQUEST_FRESH_S
     return True
 
 

@@ -72,7 +72,7 @@ def queue_info(r: redis.Redis, request: GenerationRequest, settings: Settings) -
         estimate = round((position // slots + 1) * (sum(means) / len(means)), 3)
     info: dict[str, Any] = {"position": position, "estimated_wait_s": estimate, "workers": len(workers)}
     if not any(w.state == "ready" for w in workers):
-        loading = any(w.state == "loading" for w in bus.list_workers(r) if w.model == request.model)
+        loading = any(w.state == "loading" for w in workers)
         info["waiting_for_worker"] = True
         info["reason"] = (
             f"waiting for a worker to finish loading model {request.model!r}"

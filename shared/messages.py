@@ -192,6 +192,9 @@ class ModelLoadState(StrEnum):
 
 LOAD_REQUESTED = "requested"  # ModelState.stage of a load the API asked for that its worker has not begun
 UNLOAD_REQUESTED = "unload requested"  # ModelState.stage of an unload the API asked for
+# A recorded load or unload request counts this long: the API shows such a load as under way, and a
+# worker whose remote-control command was lost still acts on it; an older one is abandoned.
+REQUEST_FRESH_S = 30.0
 
 
 class ModelState(_Message):

@@ -15,8 +15,7 @@ import torch
 
 from shared.model_names import check_model_name, local_model_dir
 from shared.settings import BUILTIN_MODELS, Settings
-from workers.builtin_model import BUILTIN_SHAPES, SHAPES
-from workers.model_loader import pick_device, pick_dtype
+from workers.model_loader import pick_device, pick_dtype, resolve_model_path
 
 GIB = 1024**3
 
@@ -62,25 +61,10 @@ def _facts_from_config(name: str, config: dict, num_params: int) -> ModelFacts:
 def describe_model(name: str, settings: Settings) -> ModelFacts:
     """Size facts of a model before loading it; ValueError for a name that is unsafe or missing."""
     check_model_name(name, settings)
-    if name in BUILTIN_MODELS:
-        shape = SHAPES[BUILTIN_SHAPES[name]]
-        h, inter, layers, vocab = (
-            shape["hidden_size"],
-            shape["intermediate_size"],
-            shape["num_hidden_layers"],
-            shape["vocab_size"],
-        )
-        kv = shape["num_key_value_heads"] * h // shape["num_attention_heads"]
-        params = 2 * vocab * h + layers * (2 * h * h + 2 * h * kv + 3 * h * inter)
-        return _facts_from_config(name, {**shape, "max_position_embeddings": 2048}, params)
-    path = local_model_dir(name, settings)
-    if path is not None:
-        if not path.is_dir():
-            raise ValueError(f"model directory {name!r} does not exist")
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise ValueError(f"model directory {name!r} has no config.json")
-        return _facts_from_config(name, json.loads(config_file.read_text()), _safetensors_params(path))
+    if name in BUILTIN_MODELS or local_model_dir(name, settings) is not None:
+        path = resolve_model_path(name, settings)  # builds a built-in model; checks the directory
+        config = json.loads((path / "config.json").read_text())
+        return _facts_from_config(name, config, _safetensors_params(path))
     from huggingface_hub import get_safetensors_metadata, hf_hub_download
 
     try:

@@ -16,9 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from shared import bus, lifecycle
 from shared.messages import (
     LOAD_REQUESTED,
+    REQUEST_FRESH_S,
     UNLOAD_REQUESTED,
     GenerationRequest,
     ModelLoadState,
@@ -33,8 +36,6 @@ from workers.service import EngineService
 from workers.torch_thread import TorchThread
 
 log = logging.getLogger(__name__)
-
-REQUEST_TTL_S = 30.0  # an older load or unload request is abandoned (the API stops counting a load)
 
 # Called with (queue to stop consuming or None, queue to start consuming or None) once a switch
 # or an unload is decided; the Celery app does it with remote control (cancel/add_consumer).
@@ -119,7 +120,7 @@ class WorkerRuntime:
         current = self.service.loaded.name if self.service else None
         for model, states in bus.model_states(self.redis).items():
             for state in states:
-                if state.worker_id != self.worker_id or time.time() - state.updated_at > REQUEST_TTL_S:
+                if state.worker_id != self.worker_id or time.time() - state.updated_at > REQUEST_FRESH_S:
                     continue
                 if (
                     state.state is ModelLoadState.LOADING
@@ -171,13 +172,8 @@ class WorkerRuntime:
         self._publish(svc.loaded.name, ModelLoadState.UNLOADED, "unloaded", 0.0)
         del svc
         gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _held_bytes(self) -> int:
         svc = self.service

@@ -19,13 +19,12 @@ from workers.engine.slots import SlotAllocator
 class Schedule:
     decode: list[Sequence]  # one token each: their last sampled token
     prefill: list[tuple[Sequence, int]]  # a chunk of uncached tokens each: (sequence, chunk length)
+    sampled: list[Sequence]  # who gets a new token this step: all decodes and the prefills that complete
 
     @property
     def seqs(self) -> list[Sequence]:
         """Everyone taking part in the step, in the packed row's order."""
         return self.decode + [seq for seq, _ in self.prefill]
-
-    sampled: list[Sequence]  # who gets a new token this step: all decodes and the prefills that complete
 
 
 class Scheduler:
