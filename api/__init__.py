@@ -10,15 +10,18 @@ from typing import Any
 from celery import Celery
 from flask import Flask
 
-from api.hub import StreamHub
+from api import cluster, errors, health, openapi
+from api.generation import routes as generation
+from api.models import routes as models
+from api.openai import routes as openai
+from api.streaming import routes as streaming
+from api.streaming.fanout import StreamFanout
 from shared import bus
 from shared.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app with its Redis client, its Celery client and every blueprint."""
-    from api import errors, health, models, openai_api, openapi, requests, streams
-
     s = settings or get_settings()
     app = Flask(__name__)
     # WebSocket pings keep idle streams open through proxies, as SSE comments do.
@@ -29,16 +32,20 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.config.update(test_config)
     app.extensions["tw_settings"] = s
     app.extensions["tw_redis"] = bus.connect(s.redis_url)
-    app.extensions["tw_hub"] = StreamHub(app.extensions["tw_redis"])
+    app.extensions["tw_fanout"] = StreamFanout(app.extensions["tw_redis"])
     celery = Celery("torchweave-api", broker=s.redis_url)
     celery.conf.update(broker_connection_retry_on_startup=True, task_send_sent_event=True)
     app.extensions["tw_celery"] = celery
     errors.register(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(requests.bp)
-    app.register_blueprint(streams.bp)
-    app.register_blueprint(openai_api.bp)
-    app.register_blueprint(models.bp)
-    app.register_blueprint(openapi.bp)
-    app.register_blueprint(openapi.docs_blueprint())
+    for blueprint in (
+        health.bp,
+        cluster.bp,
+        generation.bp,
+        streaming.bp,
+        openai.bp,
+        models.bp,
+        openapi.bp,
+        openapi.docs_blueprint(),
+    ):
+        app.register_blueprint(blueprint)
     return app

@@ -6,7 +6,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
-from api.hub import StreamHub
+from api.streaming.fanout import StreamFanout
 from shared.settings import Settings
 
 
@@ -20,9 +20,10 @@ def redis_client() -> redis.Redis:
     return r
 
 
-def hub() -> StreamHub:
-    h: StreamHub = current_app.extensions["tw_hub"]
-    return h
+def fanout() -> StreamFanout:
+    """The process's one reader of token streams (api/streaming/fanout.py)."""
+    f: StreamFanout = current_app.extensions["tw_fanout"]
+    return f
 
 
 def celery() -> Celery:

@@ -1,207 +1,89 @@
-"""The OpenAPI 3.1 document, generated from the pydantic models that validate each body, and Swagger UI
-at /docs, served from the flask-swagger-ui package (no CDN: nothing outside loads)."""
+"""The OpenAPI 3.1 document, derived from the app's URL rules: each view's docstring and RouteDoc
+(api/route_docs.py) with the pydantic models that validate its body. Swagger UI at /docs is served
+from the flask-swagger-ui package (no CDN: nothing outside loads)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 from flask_swagger_ui import get_swaggerui_blueprint
-from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from werkzeug.routing import Rule
 
-from api.openai_schemas import ChatCompletionRequest, CompletionRequest
-from api.schemas import LoadModelBody, SubmitBody, UnloadModelBody
+from api.route_docs import COMMON_ERRORS, RouteDoc, documented, route_doc
 
 bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"
 ERROR = {"$ref": "#/components/schemas/Error"}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+STATUS_WORDS = {
+    400: "invalid input, naming the field",
+    401: "no valid API key",
+    403: "the key's role may not do this",
+    404: "unknown or expired",
+    409: "conflicts with the current state",
+    413: "body too large",
+    415: "the body must be application/json",
+    429: "too many requests; see Retry-After",
+    503: "a dependency (Redis, a worker, the Hub) is unavailable",
+    504: "did not finish in time",
+}
+UNDOCUMENTED_ENDPOINTS = {"static"}  # flask's static files; Swagger UI's files are its blueprint's
+SWAGGER_BLUEPRINT = "swagger_ui"
 
 
-def _responses(ok: int, description: str, stream: bool = False) -> dict[str, Any]:
-    content = (
-        {"text/event-stream": {"schema": {"type": "string"}}}
-        if stream
-        else {"application/json": {"schema": {"type": "object"}}}
-    )
-    responses: dict[str, Any] = {str(ok): {"description": description, "content": content}}
-    for status, why in [
-        (400, "invalid input, naming the field"),
-        (404, "unknown model or request"),
-        (413, "body too large"),
-        (429, "queue full; see Retry-After"),
-        (503, "Redis unavailable"),
-    ]:
-        responses[str(status)] = {"description": why, "content": {"application/json": {"schema": ERROR}}}
-    return responses
+class UndocumentedRoute(RuntimeError):
+    """A URL rule whose view carries no RouteDoc: every route must say what it takes and answers."""
 
 
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    ref = {"$ref": REF.format(model=model.__name__)}
-    return {"required": True, "content": {"application/json": {"schema": ref}}}
-
-
-def _request_id_param() -> list[dict[str, Any]]:
-    return [{"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}]
-
-
-@lru_cache(maxsize=1)
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document; the body schemas are exactly what the endpoints validate with."""
-    models: list[type[BaseModel]] = [
-        SubmitBody,
-        CompletionRequest,
-        ChatCompletionRequest,
-        LoadModelBody,
-        UnloadModelBody,
+def documented_rules(app: Flask) -> list[Rule]:
+    """The URL rules the document must cover: all but static files and Swagger UI's own files."""
+    swagger = SWAGGER_BLUEPRINT + "."
+    return [
+        rule
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint not in UNDOCUMENTED_ENDPOINTS and not rule.endpoint.startswith(swagger)
     ]
-    _, schemas = models_json_schema([(m, "validation") for m in models], ref_template=REF)
-    components = schemas.get("$defs", {})
-    components["Error"] = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "properties": {
-                    "message": {"type": "string"},
-                    "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]},
-                    "code": {"type": ["string", "null"]},
-                },
-            }
-        },
-    }
-    get_ok = {
-        "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-        "404": {"description": "unknown or expired", "content": {"application/json": {"schema": ERROR}}},
-    }
-    paths: dict[str, Any] = {
-        "/v1/requests": {
-            "post": {
-                "summary": "Submit a prompt; 202 with its id and stream URLs",
-                "requestBody": _body(SubmitBody),
-                "responses": _responses(202, "accepted"),
-            }
-        },
-        "/v1/requests/{request_id}": {
-            "get": {
-                "summary": "Status, text so far, usage and timings",
-                "parameters": _request_id_param(),
-                "responses": get_ok,
-            },
-            "delete": {
-                "summary": "Cancel",
-                "parameters": _request_id_param(),
-                "responses": {
-                    "200": {"description": "cancelled while queued"},
-                    "202": {"description": "cancelling"},
-                    "404": {"description": "unknown", "content": {"application/json": {"schema": ERROR}}},
-                    "409": {
-                        "description": "already ended",
-                        "content": {"application/json": {"schema": ERROR}},
-                    },
-                },
-            },
-        },
-        "/v1/generate": {
-            "post": {
-                "summary": "One-shot SSE stream",
-                "requestBody": _body(SubmitBody),
-                "responses": _responses(200, "SSE: ttft, token events, done", stream=True),
-            }
-        },
-        "/v1/generate_nobatch": {
-            "post": {
-                "summary": "Generate alone (the no-batching baseline)",
-                "requestBody": _body(SubmitBody),
-                "responses": _responses(200, "text"),
-            }
-        },
-        "/v1/completions": {
-            "post": {
-                "summary": "OpenAI completions",
-                "requestBody": _body(CompletionRequest),
-                "responses": _responses(200, "completion, or SSE chunks when stream"),
-            }
-        },
-        "/v1/chat/completions": {
-            "post": {
-                "summary": "OpenAI chat completions",
-                "requestBody": _body(ChatCompletionRequest),
-                "responses": _responses(200, "chat completion, or SSE chunks"),
-            }
-        },
-        "/v1/models": {
-            "get": {
-                "summary": "Known models: state, load progress, workers, queue (OpenAI shape)",
-                "responses": get_ok,
-            }
-        },
-        "/v1/models/load": {
-            "post": {
-                "summary": "Make workers load a model (Hub id or a path under MODEL_DIR)",
-                "requestBody": _body(LoadModelBody),
-                "responses": {
-                    **_responses(202, "loading: follow GET /v1/models or /v1/models/events"),
-                    "409": {
-                        "description": "no worker free",
-                        "content": {"application/json": {"schema": ERROR}},
-                    },
-                },
-            }
-        },
-        "/v1/models/unload": {
-            "post": {
-                "summary": "Make the workers serving a model unload it",
-                "requestBody": _body(UnloadModelBody),
-                "responses": {
-                    **_responses(202, "unloading"),
-                    "404": {"description": "not served", "content": {"application/json": {"schema": ERROR}}},
-                },
-            }
-        },
-        "/v1/models/events": {
-            "get": {
-                "summary": "SSE: each model's state on each worker, then each change (Last-Event-ID)",
-                "responses": {"200": {"description": "text/event-stream of `model` events"}},
-            }
-        },
-        "/v1/models/search": {
-            "get": {
-                "summary": "Search the Hugging Face Hub",
-                "parameters": [
-                    {
-                        "name": "q",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                ],
-                "responses": {
-                    "200": {"description": "matching models"},
-                    "503": {
-                        "description": "the Hub is unreachable",
-                        "content": {"application/json": {"schema": ERROR}},
-                    },
-                },
-            }
-        },
-        "/status": {"get": {"summary": "Workers, models and queue depth at a glance", "responses": get_ok}},
-        "/v1/workers": {"get": {"summary": "Live workers", "responses": get_ok}},
-        "/health": {
-            "get": {
-                "summary": "ok while Redis answers and a worker lives",
-                "responses": {"200": {"description": "ok"}, "503": {"description": "what is missing"}},
-            }
-        },
-    }
+
+
+def openapi_path(rule: Rule) -> str:
+    """A werkzeug rule as an OpenAPI path: `<id>` and `<int:id>` become `{id}`."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+
+
+def document(app: Flask) -> dict[str, Any]:
+    """The whole OpenAPI document; UndocumentedRoute if a view lacks its RouteDoc."""
+    paths: dict[str, Any] = {}
+    bodies = set()
+    for rule in documented_rules(app):
+        view = app.view_functions[rule.endpoint]
+        doc = route_doc(view)
+        if doc is None:
+            raise UndocumentedRoute(f"{rule.rule} ({rule.endpoint}) has no @documented")
+        if doc.body is not None:
+            bodies.add(doc.body)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(openapi_path(rule), {})[method.lower()] = _operation(rule, method, view, doc)
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in sorted(bodies, key=lambda m: m.__name__)], ref_template=REF
+    )
+    components = {**schemas.get("$defs", {}), "Error": ERROR_SCHEMA}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -209,14 +91,60 @@ def document() -> dict[str, Any]:
             "version": "1",
             "description": "A distributed LLM inference server with resumable token streams.",
         },
-        "paths": paths,
+        "paths": dict(sorted(paths.items())),
         "components": {"schemas": components},
     }
 
 
+def _operation(rule: Rule, method: str, view: Any, doc: RouteDoc) -> dict[str, Any]:
+    summary, _, description = (view.__doc__ or "").strip().partition("\n")
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in sorted(rule.arguments)
+    ]
+    params += [
+        {"name": q.name, "in": "query", "required": q.required, "schema": q.schema}
+        | ({"description": q.description} if q.description else {})
+        for q in doc.query
+    ]
+    op: dict[str, Any] = {
+        "operationId": f"{method.lower()}_{rule.endpoint}",
+        "summary": summary.strip(),
+        "responses": _responses(doc),
+    }
+    if description.strip():
+        op["description"] = " ".join(description.split())
+    if params:
+        op["parameters"] = params
+    if doc.body is not None:
+        ref = {"$ref": REF.format(model=doc.body.__name__)}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+    return op
+
+
+def _responses(doc: RouteDoc) -> dict[str, Any]:
+    if doc.websocket:
+        return {"101": {"description": "WebSocket upgrade: the same events as JSON messages"}}
+    content_type = "text/event-stream" if doc.stream else "application/json"
+    schema = {"type": "string"} if doc.stream else {"type": "object"}
+    success = {"description": doc.success_description, "content": {content_type: {"schema": schema}}}
+    responses: dict[str, Any] = {str(doc.success): success}
+    for status, description in doc.extra_statuses.items():
+        responses[str(status)] = {"description": description}
+    statuses = set(doc.errors) | (set(COMMON_ERRORS) if doc.body is not None else {503})
+    for status in sorted(statuses):
+        responses[str(status)] = {
+            "description": STATUS_WORDS[status],
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    return responses
+
+
 @bp.get("/openapi.json")
+@documented(description="the OpenAPI 3.1 document")
 def openapi_json() -> Response:
-    return jsonify(document())
+    """This document: every route of the API, derived from the routes themselves."""
+    return jsonify(document(current_app))
 
 
 def docs_blueprint() -> Blueprint:

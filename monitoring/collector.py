@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from shared import bus, keys
+from shared import fleet, keys
 
 
 class RedisStateCollector:
@@ -18,7 +18,7 @@ class RedisStateCollector:
         self.default_model = default_model
 
     def collect(self) -> Iterator[Metric]:
-        workers = bus.list_workers(self.redis)
+        workers = fleet.list_workers(self.redis)
         labels = ["worker", "model"]
         live = GaugeMetricFamily(
             "torchweave_workers_live", "Workers with a fresh heartbeat", labels=["model"]

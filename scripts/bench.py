@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from tqdm import tqdm
 
+from devtools.embedded_redis import EmbeddedRedis
+from devtools.servers import start_api, start_worker
 from scripts import bench_systems as systems
-from shared.embedded_redis import EmbeddedRedis
 from shared.settings import PROJECT_ROOT
-from tests.servers import start_api, start_worker
 from workers.builtin_model import SHAPES, build_tokenizer, random_model
 from workers.malloc_tuning import keep_freed_memory
 from workers.model_loader import pick_device, pick_dtype

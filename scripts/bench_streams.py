@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+from devtools.embedded_redis import EmbeddedRedis, free_port
 from shared import bus, lifecycle
-from shared.embedded_redis import EmbeddedRedis, free_port
 from shared.messages import (
     DoneEvent,
     FinishReason,

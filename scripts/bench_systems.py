@@ -19,7 +19,7 @@ from tqdm import tqdm
 from transformers import GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
-from tests.clients import iter_sse
+from devtools.clients import iter_sse
 from workers.engine import LLMEngine, SamplingOptions
 
 

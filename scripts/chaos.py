@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests
 
-from shared.embedded_redis import EmbeddedRedis
+from devtools.clients import parse_sse
+from devtools.embedded_redis import EmbeddedRedis
+from devtools.servers import Process, start_api, start_worker
 from shared.settings import PROJECT_ROOT
-from tests.clients import parse_sse
-from tests.servers import Process, start_api, start_worker
 
 
 class Client(threading.Thread):

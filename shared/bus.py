@@ -1,4 +1,4 @@
-"""Reading and writing TorchWeave's messages in Redis: request hashes, event streams, worker heartbeats.
+"""Reading and writing requests in Redis: request hashes, their event streams and the waiting sets.
 
 A request's events live in a Redis Stream whose entry ids are derived from the event
 index, so a reader resumes after any index and a writer can never append an index twice.
@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from shared import keys
-from shared.messages import (
-    STREAM_EVENT,
-    GenerationRequest,
-    ModelState,
-    RequestState,
-    StreamEvent,
-    WorkerInfo,
-)
+from shared.messages import STREAM_EVENT, GenerationRequest, RequestState, StreamEvent
 
 Pipeline = Any  # redis.client.Pipeline; its generic type varies between redis-py versions
 
@@ -56,13 +50,21 @@ def save_request(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> None
     pipe.execute()
 
 
-def load_request(r: redis.Redis, request_id: str) -> tuple[GenerationRequest, RequestState] | None:
+@dataclass(frozen=True)
+class StoredRequest:
+    """A request as its hash holds it: what was asked, and how far it has got."""
+
+    request: GenerationRequest
+    state: RequestState
+
+
+def load_request(r: redis.Redis, request_id: str) -> StoredRequest | None:
     """The request and its state, or None when it is unknown or expired."""
     fields: dict[str, str] = r.hgetall(keys.request_key(request_id))  # type: ignore[assignment]
     if "request" not in fields:
         return None
     request = GenerationRequest.model_validate_json(fields.pop("request"))
-    return request, decode_state(fields)
+    return StoredRequest(request, decode_state(fields))
 
 
 def state_fields(state: RequestState, only_set: bool = False) -> dict[str, str]:
@@ -118,55 +120,6 @@ def decode_event(fields: dict[str, str]) -> StreamEvent:
     """The event stored in one stream entry's fields."""
     event: StreamEvent = STREAM_EVENT.validate_json(fields["data"])
     return event
-
-
-def publish_worker(r: redis.Redis | Pipeline, info: WorkerInfo, ttl_s: int) -> None:
-    """Record a worker's heartbeat; it disappears if not renewed within ttl_s."""
-    r.set(keys.worker_key(info.worker_id), info.model_dump_json(), ex=ttl_s)
-
-
-def remove_worker(r: redis.Redis, worker_id: str) -> None:
-    r.delete(keys.worker_key(worker_id))
-
-
-def list_workers(r: redis.Redis) -> list[WorkerInfo]:
-    """Every worker whose heartbeat has not expired, sorted by id."""
-    names = sorted(r.scan_iter(match=keys.WORKER_PATTERN, count=1000))
-    values: list[str | None] = r.mget(names) if names else []  # type: ignore[assignment]
-    return [WorkerInfo.model_validate_json(v) for v in values if v is not None]
-
-
-def publish_model_state(r: redis.Redis, state: ModelState) -> None:
-    """Record one worker's state with one model and announce it on the model events stream."""
-    pipe = r.pipeline(transaction=False)
-    pipe.sadd(keys.MODELS, state.model)
-    pipe.hset(keys.model_state_key(state.model), state.worker_id, state.model_dump_json())
-    pipe.xadd(keys.MODEL_EVENTS, {"data": state.model_dump_json()}, maxlen=1000, approximate=True)
-    pipe.execute()
-
-
-def model_states(r: redis.Redis) -> dict[str, list[ModelState]]:
-    """Every known model's per-worker states (workers that are gone included; callers filter)."""
-    client: Any = r
-    names = sorted(client.smembers(keys.MODELS))
-    pipe = r.pipeline(transaction=False)
-    for name in names:
-        pipe.hvals(keys.model_state_key(name))
-    return {
-        name: [ModelState.model_validate_json(v) for v in values]
-        for name, values in zip(names, pipe.execute(), strict=True)
-    }
-
-
-def read_model_events(r: redis.Redis, after: str, block_ms: int) -> list[tuple[str, ModelState]]:
-    """Model state changes after stream id `after` ("$": only new ones), waiting up to block_ms."""
-    client: Any = r
-    reply = client.xread({keys.MODEL_EVENTS: after}, block=block_ms, count=100)
-    return [
-        (entry_id, ModelState.model_validate_json(fields["data"]))
-        for _, entries in reply or []
-        for entry_id, fields in entries
-    ]
 
 
 def enqueue_waiting(pipe: Pipeline, request: GenerationRequest) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from shared import bus, keys
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
@@ -134,9 +136,16 @@ return 1
 )
 
 
-def _eval(r: redis.Redis, script: str, keys_: list[str], *args: Any) -> Any:
-    client: Any = r
-    return client.eval(script, len(keys_), *keys_, *args)
+_registered: weakref.WeakKeyDictionary[redis.Redis, dict[str, Script]] = weakref.WeakKeyDictionary()
+
+
+def _eval(r: redis.Redis, source: str, keys_: list[str], *args: Any) -> Any:
+    """Run one of this module's scripts by its SHA (loaded once per server, through register_script)."""
+    scripts = _registered.setdefault(r, {})
+    script = scripts.get(source)
+    if script is None:
+        script = scripts[source] = r.register_script(source)
+    return script(keys=keys_, args=args)
 
 
 def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: float) -> bool:
@@ -161,11 +170,7 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
     within one step), a final status (nothing done), or "missing".
     """
     rid = request.request_id
-    done = DoneEvent(
-        index=0,
-        finish_reason=FinishReason.CANCELLED,
-        usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
-    )
+    done = DoneEvent(index=0, finish_reason=FinishReason.CANCELLED, usage=Usage.of(0, 0))
     state = RequestState(
         status=RequestStatus.CANCELLED,
         finished_at=time.time(),

@@ -1,67 +1,86 @@
-"""The one place that reads the environment: a frozen settings object shared by every process."""
+"""The one place that reads the environment: a frozen settings object shared by every process.
+
+Every field is read from the environment variable named by its alias and validated by
+pydantic-settings, so `MAX_BATCH=abc` or `ALLOW_PICKLE=maybe` stops a process at start with an
+error naming the variable. An empty variable means its default.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BUILTIN_MODEL = "torchweave-tiny"
-BUILTIN_MODELS = (
-    BUILTIN_MODEL,
-    "torchweave-tiny2",
-)  # built locally, no download: see workers/builtin_model.py
+BUILTIN_MODELS = (BUILTIN_MODEL, "torchweave-tiny2")  # built locally, no download: workers/builtin_model.py
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    return int(raw) if raw.strip() else default
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take; the message names the variable."""
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    return float(raw) if raw.strip() else default
+def _env(name: str, default: Any, description: str = "", **constraints: Any) -> Any:
+    """A setting read from the environment variable `name`."""
+    return Field(default, validation_alias=name, description=description, **constraints)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Every tunable of TorchWeave, read once from the environment."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    model: str = BUILTIN_MODEL
-    cache_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".cache")
-    device: str = ""  # "" picks CUDA when present, else CPU
-    dtype: str = ""  # "" picks bf16 on CUDA, fp32 on CPU
-    model_dir: Path = field(
-        default_factory=lambda: PROJECT_ROOT / "models"
-    )  # local models load from here only
-    allow_pickle: bool = False  # load .bin (pickle) weights; off: safetensors only
-    trusted_models: tuple[str, ...] = ()  # the only models allowed trust_remote_code
-    autoload: bool = False  # a request for a model nobody serves switches the least recently used worker
-    model_idle_ttl_s: float = 0.0  # unload a model unused this long (0: never)
-    max_batch: int = 8
-    max_model_len: int = 0  # 0: the model's own context length, capped at 2048
-    max_batch_tokens: int = 512  # tokens one engine step runs: decodes first, prefill chunks fill the rest
-    max_new_tokens_limit: int = 4096
-    stream_ttl_s: int = 3600
-    heartbeat_interval_s: float = 2.0
-    sse_heartbeat_s: float = 15.0
-    port: int = 8000
-    flower_port: int = 5555
-    metrics_port: int = 9100
-    num_workers: int = 1  # worker processes `make run` starts
-    max_queued: int = 256  # waiting requests per model before the API answers 429
-    max_attempts: int = 3  # workers a request may lose (crash) before it fails
-    drain_timeout_s: float = 30.0  # SIGTERM: how long a worker finishes its requests before handing them back
-    visibility_timeout_s: int = 10  # Celery (Redis broker): when an unacknowledged message is delivered again
-    redispatch_after_s: float = (
-        30.0  # a request queued this long without being claimed gets its task sent again
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", env_ignore_empty=True, validate_by_name=True, validate_by_alias=True
     )
-    api_worker_class: str = "gevent"  # gunicorn worker class of the API (gevent or gthread)
-    api_threads: int = 600  # gthread: threads (open streams) per API process; gevent: connections
-    public_url: str = ""  # base of stream_url / websocket_url; "" uses the request's host
+
+    redis_url: str = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
+    model: str = _env("MODEL", BUILTIN_MODEL, min_length=1)
+    cache_dir: Path = _env("CACHE_DIR", PROJECT_ROOT / ".cache")
+    device: str = _env("DEVICE", "", "'' picks CUDA when present, else CPU")
+    dtype: str = _env("DTYPE", "", "'' picks bf16 on CUDA, fp32 on CPU")
+    model_dir: Path = _env("MODEL_DIR", PROJECT_ROOT / "models", "local models load from here only")
+    allow_pickle: bool = _env("ALLOW_PICKLE", False, "load .bin (pickle) weights; off: safetensors only")
+    trusted_models: Annotated[tuple[str, ...], NoDecode] = _env(
+        "TRUSTED_MODELS", (), "the only models allowed trust_remote_code (comma-separated)"
+    )
+    autoload: bool = _env("AUTOLOAD", False, "a request for a model nobody serves switches a worker")
+    model_idle_ttl_s: float = _env("MODEL_IDLE_TTL", 0.0, "unload a model unused this long (0: never)", ge=0)
+    max_batch: int = _env("MAX_BATCH", 8, ge=1, le=4096)
+    max_model_len: int = _env("MAX_MODEL_LEN", 0, "0: the model's own context length, capped", ge=0)
+    max_batch_tokens: int = _env("MAX_BATCH_TOKENS", 512, "tokens one engine step runs", ge=1)
+    max_new_tokens_limit: int = _env("MAX_NEW_TOKENS_LIMIT", 4096, ge=1)
+    stream_ttl_s: int = _env("STREAM_TTL", 3600, ge=1)
+    heartbeat_interval_s: float = _env("HEARTBEAT_INTERVAL", 2.0, gt=0)
+    sse_heartbeat_s: float = _env("SSE_HEARTBEAT", 15.0, gt=0)
+    port: int = _env("PORT", 8000, ge=0, le=65535)
+    flower_port: int = _env("FLOWER_PORT", 5555, ge=0, le=65535)
+    metrics_port: int = _env("METRICS_PORT", 9100, ge=0, le=65535)
+    num_workers: int = _env("WORKERS", 1, "worker processes `make run` starts", ge=0)
+    max_queued: int = _env("MAX_QUEUED", 256, "waiting requests per model before 429", ge=1)
+    max_attempts: int = _env("MAX_ATTEMPTS", 3, "workers a request may lose before it fails", ge=1)
+    drain_timeout_s: float = _env("DRAIN_TIMEOUT", 30.0, "SIGTERM: finish running requests this long", ge=0)
+    visibility_timeout_s: int = _env("VISIBILITY_TIMEOUT", 10, "redelivery of unacknowledged messages", ge=1)
+    redispatch_after_s: float = _env(
+        "REDISPATCH_AFTER", 30.0, "a request queued this long unclaimed gets its task sent again", gt=0
+    )
+    api_worker_class: Literal["gevent", "gthread"] = _env("API_WORKER_CLASS", "gevent")
+    api_threads: int = _env("API_THREADS", 600, "open connections (streams) per API process", ge=1)
+    public_url: str = _env("PUBLIC_URL", "", "base of stream_url / websocket_url; '' uses the request's host")
+
+    @field_validator("trusted_models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(m.strip() for m in value.split(",") if m.strip())
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @property
     def worker_ttl_s(self) -> int:
@@ -69,41 +88,31 @@ class Settings:
         return max(2, int(self.heartbeat_interval_s * 3))
 
 
-def settings_from_env(env: dict[str, str] | None = None) -> Settings:
-    """Build settings from an environment mapping (os.environ when None)."""
-    e = dict(os.environ if env is None else env)
-    defaults = Settings()
-    return Settings(
-        redis_url=e.get("REDIS_URL") or defaults.redis_url,
-        model=e.get("MODEL") or defaults.model,
-        cache_dir=Path(e["CACHE_DIR"]) if e.get("CACHE_DIR") else defaults.cache_dir,
-        device=e.get("DEVICE", ""),
-        dtype=e.get("DTYPE", ""),
-        model_dir=Path(e["MODEL_DIR"]) if e.get("MODEL_DIR") else defaults.model_dir,
-        allow_pickle=e.get("ALLOW_PICKLE", "") == "1",
-        trusted_models=tuple(m.strip() for m in e.get("TRUSTED_MODELS", "").split(",") if m.strip()),
-        autoload=e.get("AUTOLOAD", "") == "1",
-        model_idle_ttl_s=_float(e, "MODEL_IDLE_TTL", defaults.model_idle_ttl_s),
-        max_batch=_int(e, "MAX_BATCH", defaults.max_batch),
-        max_model_len=_int(e, "MAX_MODEL_LEN", defaults.max_model_len),
-        max_batch_tokens=_int(e, "MAX_BATCH_TOKENS", defaults.max_batch_tokens),
-        max_new_tokens_limit=_int(e, "MAX_NEW_TOKENS_LIMIT", defaults.max_new_tokens_limit),
-        stream_ttl_s=_int(e, "STREAM_TTL", defaults.stream_ttl_s),
-        heartbeat_interval_s=_float(e, "HEARTBEAT_INTERVAL", defaults.heartbeat_interval_s),
-        sse_heartbeat_s=_float(e, "SSE_HEARTBEAT", defaults.sse_heartbeat_s),
-        port=_int(e, "PORT", defaults.port),
-        flower_port=_int(e, "FLOWER_PORT", defaults.flower_port),
-        metrics_port=_int(e, "METRICS_PORT", defaults.metrics_port),
-        num_workers=_int(e, "WORKERS", defaults.num_workers),
-        max_queued=_int(e, "MAX_QUEUED", defaults.max_queued),
-        max_attempts=_int(e, "MAX_ATTEMPTS", defaults.max_attempts),
-        drain_timeout_s=_float(e, "DRAIN_TIMEOUT", defaults.drain_timeout_s),
-        visibility_timeout_s=_int(e, "VISIBILITY_TIMEOUT", defaults.visibility_timeout_s),
-        redispatch_after_s=_float(e, "REDISPATCH_AFTER", defaults.redispatch_after_s),
-        api_worker_class=e.get("API_WORKER_CLASS") or defaults.api_worker_class,
-        api_threads=_int(e, "API_THREADS", defaults.api_threads),
-        public_url=e.get("PUBLIC_URL", "").rstrip("/"),
-    )
+class _MappingSettings(Settings):
+    """Settings read from a given mapping only, never from the process environment."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, *_: Any, **__: Any) -> Any:
+        return (init_settings,)
+
+
+def _explain(exc: ValidationError) -> SettingsError:
+    problems = [
+        f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    ]
+    return SettingsError("invalid setting: " + "; ".join(problems))
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from an environment mapping (os.environ when None); SettingsError naming the variable."""
+    try:
+        if env is None:
+            return Settings()
+        values: dict[str, Any] = {k: v for k, v in env.items() if v != ""}
+        return _MappingSettings(**values)
+    except ValidationError as exc:
+        raise _explain(exc) from None
 
 
 @lru_cache(maxsize=1)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded_redis import EmbeddedRedis
+from devtools.embedded_redis import EmbeddedRedis
+from devtools.servers import Process, start_api, start_worker, wait_for
 from shared.settings import PROJECT_ROOT
-from tests.servers import Process, start_api, start_worker, wait_for
 
 
 @pytest.fixture(scope="session")

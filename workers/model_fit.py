@@ -10,12 +10,15 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from transformers import AutoConfig
 
 from shared.model_names import check_model_name, local_model_dir
 from shared.settings import BUILTIN_MODELS, Settings
-from workers.model_loader import pick_device, pick_dtype, resolve_model_path
+from workers.engine import cache_shape
+from workers.model_loader import context_length, pick_device, pick_dtype, resolve_model_path
 
 GIB = 1024**3
 
@@ -24,10 +27,7 @@ GIB = 1024**3
 class ModelFacts:
     name: str
     num_params: int
-    num_layers: int
-    num_kv_heads: int
-    head_dim: int
-    max_positions: int
+    config: Any  # the model's transformers config: its shape and context length
 
 
 def _safetensors_params(path: Path) -> int:
@@ -46,35 +46,20 @@ def _safetensors_params(path: Path) -> int:
     return total
 
 
-def _facts_from_config(name: str, config: dict, num_params: int) -> ModelFacts:
-    heads = config.get("num_attention_heads", 1)
-    return ModelFacts(
-        name=name,
-        num_params=num_params,
-        num_layers=config.get("num_hidden_layers", 0),
-        num_kv_heads=config.get("num_key_value_heads") or heads,
-        head_dim=config.get("head_dim") or config.get("hidden_size", 0) // max(1, heads),
-        max_positions=config.get("max_position_embeddings", 2048),
-    )
-
-
 def describe_model(name: str, settings: Settings) -> ModelFacts:
     """Size facts of a model before loading it; ValueError for a name that is unsafe or missing."""
     check_model_name(name, settings)
     if name in BUILTIN_MODELS or local_model_dir(name, settings) is not None:
         path = resolve_model_path(name, settings)  # builds a built-in model; checks the directory
-        config = json.loads((path / "config.json").read_text())
-        return _facts_from_config(name, config, _safetensors_params(path))
+        return ModelFacts(name, _safetensors_params(path), AutoConfig.from_pretrained(path))
     from huggingface_hub import get_safetensors_metadata, hf_hub_download
 
     try:
-        config = json.loads(
-            Path(hf_hub_download(name, "config.json", cache_dir=settings.cache_dir / "hub")).read_text()
-        )
+        config_file = hf_hub_download(name, "config.json", cache_dir=settings.cache_dir / "hub")
         params = sum(get_safetensors_metadata(name).parameter_count.values())
+        return ModelFacts(name, params, AutoConfig.from_pretrained(Path(config_file).parent))
     except Exception as exc:
         raise ValueError(f"could not read {name!r} from the Hub: {exc}") from exc
-    return _facts_from_config(name, config, params)
 
 
 def free_memory(device: torch.device) -> int:
@@ -93,17 +78,10 @@ def check_fit(facts: ModelFacts, settings: Settings, freed_bytes: int = 0) -> No
     current model frees when it unloads)."""
     device = pick_device(settings.device)
     dtype_bytes = torch.tensor([], dtype=pick_dtype(settings.dtype, device)).element_size()
-    context = min(facts.max_positions, settings.max_model_len or 2048)
+    context = context_length(facts.config, settings)
+    layers, kv_heads, head_dim = cache_shape(facts.config)
     weights = facts.num_params * dtype_bytes
-    kv = (
-        2
-        * facts.num_layers
-        * facts.num_kv_heads
-        * facts.head_dim
-        * context
-        * settings.max_batch
-        * dtype_bytes
-    )
+    kv = 2 * layers * kv_heads * head_dim * context * settings.max_batch * dtype_bytes
     available = free_memory(device) + freed_bytes
     if weights + kv > available:
         raise ValueError(

@@ -29,6 +29,8 @@ DTYPES = {
 # Files a causal LM needs from the Hub; pickled weights only when ALLOW_PICKLE=1.
 _HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
 
+# Without MAX_MODEL_LEN a model's own context is capped here: the KV cache is sized by it.
+CONTEXT_CAP = 2048
 # (stage, percent, bytes done, bytes total)
 Progress = Callable[[str, float, int, int | None], None]
 
@@ -40,6 +42,13 @@ class LoadedModel:
     tokenizer: Any
     device: torch.device
     dtype: torch.dtype
+
+
+def context_length(config: Any, settings: Settings) -> int:
+    """The context a model is served with: MAX_MODEL_LEN when set, else its own capped at CONTEXT_CAP
+    (never more than its own)."""
+    own = int(getattr(config, "max_position_embeddings", CONTEXT_CAP) or CONTEXT_CAP)
+    return min(own, settings.max_model_len or CONTEXT_CAP)
 
 
 def pick_device(requested: str) -> torch.device:

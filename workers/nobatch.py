@@ -7,18 +7,10 @@ from typing import Any
 
 import torch
 
-from shared import bus, lifecycle
-from shared.messages import (
-    DoneEvent,
-    FinishReason,
-    GenerationRequest,
-    RequestState,
-    RequestStatus,
-    SamplingParams,
-    TokenEvent,
-    Usage,
-)
+from shared import bus
+from shared.messages import FinishReason, GenerationRequest, SamplingParams, Usage
 from workers import chat
+from workers.request_stream import ActiveRequest, StreamWrites
 from workers.service import EngineService
 from workers.text_output import TextOutput
 
@@ -43,16 +35,15 @@ def generate_alone(service: EngineService, request_id: str) -> None:
 
     The whole text goes out as one token event, then the done event, as on any stream.
     """
-    found = bus.load_request(service.redis, request_id)
-    if found is None:
+    stored = bus.load_request(service.redis, request_id)
+    if stored is None:
         return
-    with service.holding(found[0]) as claimed:
+    with service.holding(stored.request) as claimed:
         if claimed:  # on the engine's own thread, between steps: nothing else uses the model meanwhile
-            service.call_in_loop(lambda: _generate(service, found[0]))
+            service.call_in_loop(lambda: _generate(service, stored.request))
 
 
 def _generate(service: EngineService, request: GenerationRequest) -> None:
-    request_id = request.request_id
     loaded, params = service.loaded, request.params
     prompt_ids = chat.prompt_ids(loaded.tokenizer, request)
     room = service.max_model_len - len(prompt_ids)
@@ -78,32 +69,10 @@ def _generate(service: EngineService, request: GenerationRequest) -> None:
     eos = loaded.tokenizer.eos_token_id
     stopped = text_output.stopped or (not params.ignore_eos and bool(new_ids) and new_ids[-1] == eos)
     reason = FinishReason.STOP if stopped else FinishReason.LENGTH
-    usage = Usage(
-        prompt_tokens=len(prompt_ids),
-        completion_tokens=len(new_ids),
-        total_tokens=len(prompt_ids) + len(new_ids),
-    )
+    active = ActiveRequest(request, prompt_ids, text_output)
+    writes = StreamWrites(service.worker_id, service.settings.stream_ttl_s)
     now = time.time()
-    pipe = service.redis.pipeline(transaction=False)
-    index = 0
-    if text:
-        bus.append_event(pipe, request_id, TokenEvent(index=0, text=text))
-        index = 1
-    bus.append_event(pipe, request_id, DoneEvent(index=index, finish_reason=reason, usage=usage))
-    bus.update_state(
-        pipe,
-        request_id,
-        RequestState(
-            status=RequestStatus.FINISHED,
-            worker_id=service.worker_id,
-            started_at=started,
-            first_token_at=now,
-            finished_at=now,
-            finish_reason=reason,
-            usage=usage,
-            largest_batch=1,
-        ),
-    )
-    bus.expire_request(pipe, request_id, service.settings.stream_ttl_s)
-    lifecycle.release(pipe, request_id)
-    pipe.execute()
+    writes.start(active, started_at=started, first_token_at=now)
+    writes.text(active, text)
+    writes.end(active, reason, Usage.of(len(prompt_ids), len(new_ids)), now, largest_batch=1)
+    writes.apply(service.redis, service.loop.keep_trying)

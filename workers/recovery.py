@@ -24,23 +24,23 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
     task of every request queued past REDISPATCH_AFTER; returns their ids."""
     handled = []
     for rid in lifecycle.expired_leases(r):
-        found = bus.load_request(r, rid)
-        if found is None:  # expired meanwhile: nothing left to continue
+        stored = bus.load_request(r, rid)
+        if stored is None:  # expired meanwhile: nothing left to continue
             pipe = r.pipeline()
             lifecycle.release(pipe, rid)
             pipe.execute()
             continue
         result = lifecycle.requeue(
-            r, found[0], owner=None, max_attempts=settings.max_attempts, ttl_s=settings.stream_ttl_s
+            r, stored.request, owner=None, max_attempts=settings.max_attempts, ttl_s=settings.stream_ttl_s
         )
         if result == "requeued":
-            enqueue(found[0])
+            enqueue(stored.request)
         if result != "skipped":
             log.warning("request %s lost its worker: %s", rid, result)
             handled.append(rid)
     for rid in lifecycle.stale_dispatches(r, settings.redispatch_after_s):
-        found = bus.load_request(r, rid)
-        if found is None:
+        stored = bus.load_request(r, rid)
+        if stored is None:
             r.zrem(keys.DISPATCH, rid)
         elif lifecycle.redispatch(r, rid, settings.redispatch_after_s):
             log.warning(
@@ -48,6 +48,6 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
                 rid,
                 settings.redispatch_after_s,
             )
-            enqueue(found[0])
+            enqueue(stored.request)
             handled.append(rid)
     return handled

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery.exceptions import Reject
 
 from shared.keys import GENERATE_NOBATCH_TASK, GENERATE_TASK
-from workers import runtime
+from workers import control
 from workers.celery_app import app
 from workers.nobatch import generate_alone
 from workers.service import EngineService, WrongModel
@@ -14,7 +14,7 @@ from workers.service import EngineService, WrongModel
 def engine_service() -> EngineService:
     """This worker's engine, or a rejection that puts the task back on the queue for another worker."""
     try:
-        return runtime.service()
+        return control.service()
     except RuntimeError as exc:
         raise Reject(str(exc), requeue=True) from None
 

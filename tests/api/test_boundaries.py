@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from api import create_app
-from shared.embedded_redis import free_port
+from devtools.embedded_redis import free_port
 from shared.settings import PROJECT_ROOT, Settings
 
 

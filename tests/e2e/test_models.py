@@ -17,11 +17,11 @@ import pytest
 import requests
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from shared import bus
-from shared.messages import LOAD_REQUESTED, UNLOAD_REQUESTED, ModelLoadState, ModelState
-from tests.clients import indexed, iter_sse, read_sse, stream_text, submit
+from devtools.clients import indexed, iter_sse, read_sse, stream_text, submit
+from devtools.servers import Process, start_api, start_worker, wait_for
+from shared import bus, fleet
+from shared.messages import LOAD_PENDING, UNLOAD_PENDING, ModelLoadState, ModelState
 from tests.e2e.conftest import greedy_text
-from tests.servers import Process, start_api, start_worker, wait_for
 
 SECOND = "torchweave-tiny2"
 
@@ -116,7 +116,7 @@ def test_load_a_second_model_while_the_first_streams_then_unload_it(
 
     workers = requests.get(f"{url}/v1/workers", timeout=5).json()["workers"]
     assert sorted(w["model"] for w in workers) == sorted(["torchweave-tiny", SECOND])
-    assert all(w["hostname"] and w["state"] == "ready" and "tokens_per_s" in w for w in workers)
+    assert all(w["node"] and w["state"] == "ready" and "tokens_per_s" in w for w in workers)
     status = requests.get(f"{url}/status", timeout=5).json()
     assert status["workers"]["ready"] == 2
     assert status["models"][SECOND]["state"] == "ready" and SECOND in status["queue_depth"]
@@ -154,19 +154,19 @@ def test_a_load_or_unload_whose_command_was_lost_still_happens(
     # the command (it was not listening yet) acts on the record with its heartbeat. Record only.
     url = cluster
     r = bus.connect(server_env["REDIS_URL"].rsplit("/", 1)[0] + "/3")
-    [idle] = [w for w in bus.list_workers(r) if w.state == "idle"]
+    [idle] = [w for w in fleet.list_workers(r) if w.state == "idle"]
 
     def record(state: ModelLoadState, stage: str) -> None:
         now = time.time()
-        bus.publish_model_state(
+        fleet.publish_model_state(
             r, ModelState(model=SECOND, worker_id=idle.worker_id, state=state, stage=stage, updated_at=now)
         )
 
-    record(ModelLoadState.LOADING, LOAD_REQUESTED)
+    record(ModelLoadState.LOADING, LOAD_PENDING)
     assert wait_state(url, SECOND, "ready", 60)["workers"] == [idle.worker_id]
-    record(ModelLoadState.UNLOADED, UNLOAD_REQUESTED)
+    record(ModelLoadState.UNLOADED, UNLOAD_PENDING)
     wait_for(
-        lambda: [w.state for w in bus.list_workers(r) if w.worker_id == idle.worker_id] == ["idle"],
+        lambda: [w.state for w in fleet.list_workers(r) if w.worker_id == idle.worker_id] == ["idle"],
         60,
         "the unload picked up",
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from tests.clients import SseEvent, indexed, read_sse, read_ws, stream_text, submit
+from devtools.clients import SseEvent, indexed, read_sse, read_ws, stream_text, submit
 from tests.e2e.conftest import greedy_text
 
 PROMPTS = [

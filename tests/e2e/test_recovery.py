@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.clients import indexed, read_sse, stream_text, submit
+from devtools.clients import indexed, read_sse, stream_text, submit
+from devtools.servers import Process, start_api, start_worker, wait_for
 from tests.e2e.conftest import greedy_text
 from tests.e2e.test_streams import read_first
-from tests.servers import Process, start_api, start_worker, wait_for
 
 PROMPTS = ["Crash one", "Crash two, a little longer", "Three", "Four: the last of them"]
 MAX_NEW = 500

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.embedded_redis import EmbeddedRedis
-from tests.clients import indexed, read_sse, stream_text, submit
+from devtools.clients import indexed, read_sse, stream_text, submit
+from devtools.embedded_redis import EmbeddedRedis
+from devtools.servers import start_api, start_worker, wait_for
 from tests.e2e.test_streams import read_first
-from tests.servers import start_api, start_worker, wait_for
 
 
 @pytest.fixture(scope="module")

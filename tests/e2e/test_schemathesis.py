@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.servers import VENV_BIN, start_api
+from devtools.servers import VENV_BIN, start_api
 
 
 def test_schemathesis_finds_no_server_error(server_env: dict[str, str], log_dir: Path, live_url: str) -> None:

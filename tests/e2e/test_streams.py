@@ -13,10 +13,10 @@ import requests
 import simple_websocket
 from celery import Celery
 
+from devtools.clients import SseEvent, indexed, parse_sse, read_sse, read_ws, stream_text, submit
+from devtools.servers import start_api, wait_for
 from shared import bus, keys
 from shared.messages import GenerationRequest, SamplingParams
-from tests.clients import SseEvent, indexed, parse_sse, read_sse, read_ws, stream_text, submit
-from tests.servers import start_api, wait_for
 
 LONG = {"prompt": "A long story", "max_new_tokens": 1500, "temperature": 0}
 

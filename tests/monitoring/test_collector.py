@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from devtools.clients import read_sse, submit
+from devtools.servers import Process, wait_for
 from monitoring.collector import RedisStateCollector
 from shared import bus
-from tests.clients import read_sse, submit
-from tests.servers import Process, wait_for
 
 
 def tokens_metric(text: str, pid: int) -> float:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from shared import bus, keys, lifecycle
+from shared import bus, fleet, keys, lifecycle
 from shared.messages import (
     DoneEvent,
     FinishReason,
@@ -32,12 +32,14 @@ def test_request_round_trip_and_state_updates(r: redis.Redis) -> None:
     req = new_request()
     bus.save_request(r, req, ttl_s=60)
     loaded = bus.load_request(r, req.request_id)
-    assert loaded == (req, RequestState())
+    assert loaded == bus.StoredRequest(req, RequestState())
     pipe = r.pipeline()
     bus.update_state(pipe, req.request_id, RequestState(status=RequestStatus.RUNNING, first_token_at=5.0))
     pipe.execute()
-    _, state = bus.load_request(r, req.request_id) or (None, None)
-    assert state == RequestState(status=RequestStatus.RUNNING, first_token_at=5.0)
+    stored = bus.load_request(r, req.request_id)
+    assert stored is not None and stored.state == RequestState(
+        status=RequestStatus.RUNNING, first_token_at=5.0
+    )
     assert 0 < r.ttl(keys.request_key(req.request_id)) <= 60
     assert bus.load_request(r, "missing") is None
 
@@ -88,10 +90,10 @@ def test_worker_heartbeat_expires(r: redis.Redis) -> None:
         started_at=0.0,
         updated_at=0.0,
     )
-    bus.publish_worker(r, info, ttl_s=1)
-    assert info in bus.list_workers(r)
+    fleet.publish_worker(r, info, ttl_s=1)
+    assert info in fleet.list_workers(r)
     time.sleep(1.2)
-    assert info not in bus.list_workers(r)
+    assert info not in fleet.list_workers(r)
 
 
 def test_queue_position_counts_requests_ahead(r: redis.Redis) -> None:

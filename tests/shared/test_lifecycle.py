@@ -34,9 +34,9 @@ def queued(r: redis.Redis) -> GenerationRequest:
 
 
 def state_of(r: redis.Redis, req: GenerationRequest) -> RequestState:
-    found = bus.load_request(r, req.request_id)
-    assert found is not None
-    return found[1]
+    stored = bus.load_request(r, req.request_id)
+    assert stored is not None
+    return stored.state
 
 
 def test_cancel_while_queued_ends_it_and_no_worker_can_claim_it(r: redis.Redis) -> None:

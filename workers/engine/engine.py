@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from workers.engine.model_runner import ModelRunner
-from workers.engine.sampler import Sampler
-from workers.engine.scheduler import Scheduler
+from workers.engine.sampler import Sample, Sampler
+from workers.engine.scheduler import Schedule, Scheduler
 from workers.engine.sequence import SamplingOptions, Sequence, SequenceStatus
 
 
@@ -89,46 +89,54 @@ class LLMEngine:
         self.seqs[seq_id] = seq
         self.scheduler.add(seq)
 
-    def abort(self, seq_id: str) -> bool:
-        """Remove a sequence now, freeing its slot; False if it is unknown or already finished."""
+    def finish(self, seq_id: str, status: SequenceStatus) -> bool:
+        """End a sequence now with a finished status, freeing its slot; False if it is unknown."""
         seq = self.seqs.pop(seq_id, None)
         if seq is None:
             return False
-        self.scheduler.finish(seq, SequenceStatus.FINISHED_ABORTED)
+        self.scheduler.finish(seq, status)
         return True
+
+    def abort(self, seq_id: str) -> bool:
+        """Remove a sequence now (cancelled, timed out, handed back); False if it is unknown."""
+        return self.finish(seq_id, SequenceStatus.FINISHED_ABORTED)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        return self.runner.kv.num_bytes
 
     @torch.inference_mode()
     def step(self) -> list[StepOutput]:
-        """Run one scheduling step; returns one output per sequence that took part."""
+        """Run one scheduling step; returns one output per sequence that sampled a token in it."""
         schedule = self.scheduler.schedule()
-        batch = len(schedule.seqs)
-        if not batch:
+        if not schedule.seqs:
             return []
         logits = self.runner.run(schedule)
-        seqs = schedule.sampled
-        for seq in schedule.seqs:
-            seq.largest_batch = max(seq.largest_batch, batch)
+        samples = self.sampler.sample(logits, schedule.sampled)
+        self.scheduler.postprocess(schedule, [s.token_id for s in samples])
+        return self._outputs(schedule, samples)
+
+    def _outputs(self, schedule: Schedule, samples: list[Sample]) -> list[StepOutput]:
+        batch = len(schedule.seqs)
         self.stats.num_steps += 1
         self.stats.largest_batch = max(self.stats.largest_batch, batch)
-        if not seqs:  # only prompt chunks ran: nothing to sample yet
-            return []
-        samples = self.sampler.sample(logits, seqs)
-        self.scheduler.postprocess(seqs, [s.token_id for s in samples])
-        self.stats.tokens_generated += len(seqs)
+        self.stats.tokens_generated += len(samples)
+        for seq in schedule.seqs:
+            seq.largest_batch = max(seq.largest_batch, batch)
         outputs = []
-        for seq, sample in zip(seqs, samples, strict=True):
+        for seq, sample in zip(schedule.sampled, samples, strict=True):
             if seq.status.is_finished:
                 del self.seqs[seq.seq_id]
             outputs.append(
                 StepOutput(
-                    seq.seq_id,
-                    sample.token_id,
-                    len(seq.prompt_ids),
-                    len(seq.output_ids),
-                    seq.status.finish_reason,
-                    seq.largest_batch,
-                    sample.logprob,
-                    sample.top_logprobs,
+                    seq_id=seq.seq_id,
+                    token_id=sample.token_id,
+                    num_prompt_tokens=len(seq.prompt_ids),
+                    num_output_tokens=len(seq.output_ids),
+                    finish_reason=seq.status.finish_reason,
+                    largest_batch=seq.largest_batch,
+                    logprob=sample.logprob,
+                    top_logprobs=sample.top_logprobs,
                 )
             )
         return outputs

@@ -41,7 +41,7 @@ class ModelRunner:
     def run(self, schedule: Schedule) -> torch.Tensor:
         """One forward pass over every scheduled token; logits [len(schedule.sampled), vocab] in fp32.
 
-        Advances each scheduled sequence's num_cached by the tokens it ran.
+        Writes the tokens' keys and values into the cache; the scheduler's postprocess counts them.
         """
         token_ids: list[int] = []
         positions: list[int] = []
@@ -72,10 +72,6 @@ class ModelRunner:
             logits_to_keep=torch.tensor(keep, dtype=torch.long, device=self.device),
             step_batch=step,
         )
-        for seq in schedule.decode:
-            seq.num_cached += 1
-        for seq, n in schedule.prefill:
-            seq.num_cached += n
         return out.logits[0].float()
 
     def _chunk_mask(self, start: int, n: int) -> torch.Tensor | None:

@@ -72,6 +72,8 @@ class Sampler:
 
     def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[Sample]:
         """One sample per row of logits [batch, vocab]; row i belongs to seqs[i]."""
+        if not seqs:  # only prompt chunks ran: nothing to sample yet
+            return []
         opts = [s.options for s in seqs]
         rows = self._adjusted(logits, seqs)
         tokens = rows.argmax(-1)

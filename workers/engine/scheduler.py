@@ -31,8 +31,6 @@ class Scheduler:
     def __init__(
         self, max_batch: int, max_model_len: int, eos_token_ids: set[int], max_batch_tokens: int
     ) -> None:
-        if max_batch_tokens < max_batch:
-            raise ValueError(f"the token budget ({max_batch_tokens}) must cover a full batch ({max_batch})")
         self.max_model_len = max_model_len
         self.max_batch_tokens = max_batch_tokens
         self.eos_token_ids = eos_token_ids
@@ -72,9 +70,14 @@ class Scheduler:
         sampled = decode + [seq for seq, n in prefill if seq.num_cached + n == seq.num_tokens]
         return Schedule(decode=decode, prefill=prefill, sampled=sampled)
 
-    def postprocess(self, seqs: list[Sequence], token_ids: list[int]) -> None:
-        """Append each sampled token and retire the sequences that reached a stop condition."""
-        for seq, token_id in zip(seqs, token_ids, strict=True):
+    def postprocess(self, schedule: Schedule, token_ids: list[int]) -> None:
+        """Count the tokens the step cached, append each sampled token, and retire the sequences that
+        reached a stop condition."""
+        for seq in schedule.decode:
+            seq.num_cached += 1
+        for seq, n in schedule.prefill:
+            seq.num_cached += n
+        for seq, token_id in zip(schedule.sampled, token_ids, strict=True):
             seq.output_ids.append(token_id)
             if token_id in self.eos_token_ids and not seq.options.ignore_eos:
                 self.finish(seq, SequenceStatus.FINISHED_STOPPED)

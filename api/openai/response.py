@@ -1,8 +1,4 @@
-"""The OpenAI-compatible API: /v1/completions and /v1/chat/completions (/v1/models is in api/models.py).
-
-Each choice is one request on the same queue, engine and token stream as /v1/requests, so a
-streamed OpenAI request is also resumable: its request ids come back in `X-Request-Id`.
-"""
+"""Following the choices of an OpenAI request and answering in OpenAI's shapes, whole or streamed."""
 
 from __future__ import annotations
 
@@ -11,43 +7,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify, stream_with_context
+from flask import Response, jsonify
 
 from api import context
 from api.errors import ApiError
-from api.openai_format import Choice, chat_logprobs, completion_logprobs, finish_reason, usage
-from api.openai_schemas import ChatCompletionRequest, CompletionRequest
-from api.relay import SSE_HEADERS, follow_many
-from api.submit import parse_body, submit_generation
+from api.openai.format import Choice, chat_logprobs, completion_logprobs, finish_reason, usage
+from api.openai.schemas import ChatCompletionRequest, CompletionRequest
+from api.streaming import sse
+from api.streaming.relay import follow_many
 from shared import lifecycle
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
-
-bp = Blueprint("openai", __name__, url_prefix="/v1")
-
-
-@bp.post("/completions")
-def completions() -> Response:
-    """OpenAI completions, streaming or not; n choices per prompt."""
-    req = parse_body(CompletionRequest)
-    prompts = req.prompts()
-    gens = [
-        submit_generation(req.model, req.sampling(i), prompt=p, cancel_on_disconnect=req.stream)
-        for p in prompts
-        for i in range(req.n)
-    ]
-    return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts)).respond()
-
-
-@bp.post("/chat/completions")
-def chat_completions() -> Response:
-    """OpenAI chat completions, streaming or not; messages rendered with the model's chat template."""
-    req = parse_body(ChatCompletionRequest)
-    messages = [m.to_message() for m in req.messages]
-    gens = [
-        submit_generation(req.model, req.sampling(i), messages=messages, cancel_on_disconnect=req.stream)
-        for i in range(req.n)
-    ]
-    return OpenAIResponse(req, gens, chat=True, num_prompts=1).respond()
 
 
 class OpenAIResponse:
@@ -65,17 +34,16 @@ class OpenAIResponse:
         self.created = int(gens[0].created_at)
         self.choices = [Choice() for _ in gens]
         self.wants_logprobs = req.num_logprobs() is not None
-        self.redis, self.ttl_s, self.hub = (
+        self.redis, self.ttl_s, self.fanout = (
             context.redis_client(),
             context.settings().stream_ttl_s,
-            context.hub(),
+            context.fanout(),
         )
 
     def respond(self) -> Response:
         headers = {"X-Request-Id": ",".join(g.request_id for g in self.gens)}
         if self.req.stream:
-            body = stream_with_context(self._stream())
-            return Response(body, mimetype="text/event-stream", headers={**SSE_HEADERS, **headers})
+            return sse.event_stream(self._stream(), headers)
         for tag, event in self._events():
             self._record(tag, event)
         response = jsonify(self._whole())
@@ -84,7 +52,7 @@ class OpenAIResponse:
 
     def _events(self) -> Iterator[tuple[int, StreamEvent]]:
         """Every choice's events, merged; a failed choice fails the whole response."""
-        for tagged in follow_many(self.hub, [g.request_id for g in self.gens]):
+        for tagged in follow_many(self.fanout, [g.request_id for g in self.gens]):
             if tagged is None:
                 continue
             tag, event = tagged
@@ -140,7 +108,7 @@ class OpenAIResponse:
         }
         if self.req.include_usage:
             body["usage"] = final_usage
-        return f"data: {json.dumps(body)}\n\n"
+        return sse.frame(json.dumps(body))
 
     def _choice_chunk(self, tag: int, event: StreamEvent, choice: Choice, first: bool) -> dict[str, Any]:
         text = event.text if isinstance(event, TokenEvent) else ""
@@ -160,7 +128,7 @@ class OpenAIResponse:
         started = [False] * len(self.gens)
         finished = False
         try:
-            yield ": stream open\n\n"
+            yield sse.comment("stream open")
             for tag, event in self._events():
                 choice = self._record(tag, event)
                 yield self._chunk([self._choice_chunk(tag, event, choice, first=not started[tag])])
@@ -168,12 +136,12 @@ class OpenAIResponse:
             if self.req.include_usage:
                 yield self._chunk([], usage(self.choices, self.num_prompts))
             finished = True
-            yield "data: [DONE]\n\n"
+            yield sse.frame("[DONE]")
         except ApiError as exc:  # mid-stream: the error in OpenAI's shape, then the end
             finished = True
             error = {"message": exc.message, "type": "server_error", "param": exc.param, "code": exc.code}
-            yield f"data: {json.dumps({'error': error})}\n\n"
-            yield "data: [DONE]\n\n"
+            yield sse.frame(json.dumps({"error": error}))
+            yield sse.frame("[DONE]")
         finally:
             if not finished:  # the client left: a one-shot stream cancels its requests
                 for gen in self.gens:

@@ -16,13 +16,17 @@ from flask_sock import Sock
 
 from api import context
 from api.errors import ApiError
-from api.relay import Relay, StreamGone, expired_message, sse_response, ws_message
-from api.requests import load_or_404
+from api.generation.lookup import load_or_404
+from api.route_docs import QueryParam, documented
+from api.streaming.relay import Relay, StreamGone, expired_message, sse_response, ws_message
 from shared import bus
 
-bp = Blueprint("streams", __name__, url_prefix="/v1")
+bp = Blueprint("streaming", __name__, url_prefix="/v1")
 sock = Sock()
 WS_HELLO_TIMEOUT_S = 0.3  # how long a WebSocket waits for an optional {"from": N} before streaming
+FROM = QueryParam(
+    "from", {"type": "integer", "minimum": -1}, description="the last index seen: resume after it"
+)
 
 
 def parse_index(raw: str | None, name: str) -> int:
@@ -39,15 +43,20 @@ def parse_index(raw: str | None, name: str) -> int:
 
 
 @bp.get("/requests/<request_id>/stream")
+@documented(stream=True, description="token events, then done (or error)", errors=(400, 404), query=(FROM,))
 def stream(request_id: str) -> Response:
-    """SSE: `token` events `{index, text}`, then `done` `{finish_reason, usage}` (or `error`)."""
+    """SSE: `token` events `{index, text}`, then `done` `{finish_reason, usage}` (or `error`).
+
+    Resumes after `Last-Event-ID` (or `?from=N`): no gap, no repeat.
+    """
     after = parse_index(request.headers.get("Last-Event-ID") or request.args.get("from"), "from")
-    gen, _ = load_or_404(request_id)
-    relay = Relay(context.redis_client(), context.hub(), gen, context.settings(), after_index=after)
+    gen = load_or_404(request_id).request
+    relay = Relay(context.redis_client(), context.fanout(), gen, context.settings(), after_index=after)
     return sse_response(relay, cancel_on_disconnect=gen.cancel_on_disconnect)
 
 
 @sock.route("/requests/<request_id>/ws", bp=bp)
+@documented(websocket=True, query=(FROM,))
 def websocket(ws: Any, request_id: str) -> None:
     """WebSocket: the same events as SSE, each a JSON message with an `event` field.
 
@@ -55,8 +64,8 @@ def websocket(ws: Any, request_id: str) -> None:
     and a close with code 1008 rather than an HTTP status.
     """
     r = context.redis_client()
-    found = bus.load_request(r, request_id)
-    if found is None:
+    stored = bus.load_request(r, request_id)
+    if stored is None:
         ws.send(json.dumps({"event": "error", "message": f"request {request_id} is unknown or has expired"}))
         ws.close(reason=1008, message="not found")
         return
@@ -70,7 +79,7 @@ def websocket(ws: Any, request_id: str) -> None:
         ws.send(json.dumps({"event": "error", "message": f"bad resume point: {exc}"}))
         ws.close(reason=1008, message="bad request")
         return
-    relay = Relay(r, context.hub(), found[0], context.settings(), after_index=after)
+    relay = Relay(r, context.fanout(), stored.request, context.settings(), after_index=after)
     try:
         for kind, payload in relay.messages():
             message = ws_message(kind, payload)
@@ -81,6 +90,6 @@ def websocket(ws: Any, request_id: str) -> None:
     except simple_websocket.ConnectionClosed:
         pass
     finally:
-        if found[0].cancel_on_disconnect:
+        if stored.request.cancel_on_disconnect:
             relay.cancel_if_abandoned()
     ws.close()

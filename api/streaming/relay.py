@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from flask import Response, stream_with_context
+from flask import Response
 
-from api.hub import StreamHub, Tagged
+from api.generation.queue import queue_info
+from api.streaming import sse
+from api.streaming.fanout import StreamFanout, Tagged
 from shared import bus, lifecycle
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 from shared.settings import Settings
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 IDLE_TICK_S = 1.0  # with no event for this long the relay checks the request and may send a heartbeat
 
 
@@ -31,17 +32,19 @@ class StreamGone(Exception):
     """The request's record expired (or was deleted) while it was being followed."""
 
 
-def follow(hub: StreamHub, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
+def follow(fanout: StreamFanout, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
     """Yield events after `after_index` until the done or error event; None after each idle second."""
-    for tagged in follow_many(hub, [request_id], after_index):
+    for tagged in follow_many(fanout, [request_id], after_index):
         yield None if tagged is None else tagged[1]
 
 
-def follow_many(hub: StreamHub, request_ids: list[str], after_index: int = -1) -> Iterator[Tagged | None]:
+def follow_many(
+    fanout: StreamFanout, request_ids: list[str], after_index: int = -1
+) -> Iterator[Tagged | None]:
     """Several streams merged: (position in request_ids, event) until every stream has ended;
     None after each idle second."""
     merged: queue.Queue[Tagged] = queue.Queue()
-    subs = [hub.subscribe(rid, after_index, tag, merged) for tag, rid in enumerate(request_ids)]
+    subs = [fanout.subscribe(rid, after_index, tag, merged) for tag, rid in enumerate(request_ids)]
     open_streams = len(subs)
     try:
         while open_streams:
@@ -55,31 +58,7 @@ def follow_many(hub: StreamHub, request_ids: list[str], after_index: int = -1) -
                     open_streams -= 1
     finally:
         for sub in subs:
-            hub.unsubscribe(sub)
-
-
-def queue_info(r: redis.Redis, request: GenerationRequest, settings: Settings) -> dict[str, Any] | None:
-    """Position and estimated wait of a request that waits for a worker; None once it left the queue."""
-    position = bus.queue_position(r, request, settings.stream_ttl_s)
-    if position is None:
-        return None
-    workers = [w for w in bus.list_workers(r) if w.model == request.model]
-    slots = sum(w.max_batch for w in workers)
-    means = [w.mean_request_s for w in workers if w.mean_request_s is not None]
-    estimate = None
-    if slots and means:
-        # Each wave of `slots` requests ahead takes about one mean request time.
-        estimate = round((position // slots + 1) * (sum(means) / len(means)), 3)
-    info: dict[str, Any] = {"position": position, "estimated_wait_s": estimate, "workers": len(workers)}
-    if not any(w.state == "ready" for w in workers):
-        loading = any(w.state == "loading" for w in workers)
-        info["waiting_for_worker"] = True
-        info["reason"] = (
-            f"waiting for a worker to finish loading model {request.model!r}"
-            if loading
-            else f"no live worker serves model {request.model!r}"
-        )
-    return info
+            fanout.unsubscribe(sub)
 
 
 @dataclass
@@ -87,7 +66,7 @@ class Relay:
     """One subscriber's view of one request: events, `queued` updates and heartbeats, in order."""
 
     r: redis.Redis
-    hub: StreamHub
+    fanout: StreamFanout
     request: GenerationRequest
     settings: Settings
     after_index: int = -1
@@ -98,7 +77,7 @@ class Relay:
         rid = self.request.request_id
         last_queued = None
         last_sent = time.monotonic()
-        for event in self._with_first_tick(follow(self.hub, rid, self.after_index)):
+        for event in self._with_first_tick(follow(self.fanout, rid, self.after_index)):
             now = time.monotonic()
             if event is not None:
                 last_sent = now
@@ -107,13 +86,13 @@ class Relay:
                 yield "event", event
                 continue
             try:
-                found = bus.load_request(self.r, rid)
-                if found is None:
+                stored = bus.load_request(self.r, rid)
+                if stored is None:
                     raise StreamGone(rid)
-                is_queued = found[1].status == "queued"
+                is_queued = stored.state.status == "queued"
                 queued = queue_info(self.r, self.request, self.settings) if is_queued else None
             except redis.RedisError:
-                queued = None  # Redis is away: keep the stream open (the hub retries), heartbeats flow
+                queued = None  # Redis is away: keep the stream open (the fanout retries), heartbeats flow
             if queued is not None and queued != last_queued:
                 last_queued, last_sent = queued, now
                 yield "queued", queued
@@ -142,13 +121,13 @@ def event_payload(event: StreamEvent) -> dict[str, Any]:
     return event.model_dump(mode="json", exclude={"v", "type", "token_ids"}, exclude_none=True)
 
 
-def sse(kind: str, payload: Any) -> str:
+def sse_message(kind: str, payload: Any) -> str:
     """One SSE message for a relay message; token, done and error events carry their index as id."""
     if kind == "event":
-        return f"id: {payload.index}\nevent: {payload.type}\ndata: {json.dumps(event_payload(payload))}\n\n"
+        return sse.frame(json.dumps(event_payload(payload)), event=payload.type, id=payload.index)
     if kind == "heartbeat":
-        return ": keep-alive\n\n"
-    return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
+        return sse.KEEP_ALIVE
+    return sse.frame(json.dumps(payload), event=kind)
 
 
 def ws_message(kind: str, payload: Any) -> str | None:
@@ -165,19 +144,16 @@ def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
 
     def body() -> Iterator[str]:
         try:
-            # Flushes the headers (the client knows it is subscribed) and asks EventSource clients to
-            # reconnect after 1 s if the connection drops (an API restart): they resume by Last-Event-ID.
-            yield "retry: 1000\n: stream open\n\n"
+            yield sse.opening("stream open")
             for kind, payload in relay.messages():
-                yield sse(kind, payload)
+                yield sse_message(kind, payload)
         except StreamGone:
-            yield sse("error", expired_message(relay.request.request_id))
+            yield sse_message("error", expired_message(relay.request.request_id))
         finally:
             if cancel_on_disconnect:
                 relay.cancel_if_abandoned()
 
-    headers = {**SSE_HEADERS, "X-Request-Id": relay.request.request_id}
-    return Response(stream_with_context(body()), mimetype="text/event-stream", headers=headers)
+    return sse.event_stream(body(), {"X-Request-Id": relay.request.request_id})
 
 
 def expired_message(request_id: str) -> dict[str, str]:

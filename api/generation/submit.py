@@ -2,54 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
-from typing import Any, TypeVar
 
-from flask import request
-from pydantic import BaseModel, ValidationError
-
-from api import context, model_catalog
-from api.errors import ApiError, from_validation_error
-from api.schemas import SubmitBody
-from api.token_limits import count_prompt_tokens
-from shared import bus, keys
+from api import context
+from api.errors import ApiError
+from api.generation.schemas import SubmitBody
+from api.generation.token_limits import count_prompt_tokens
+from api.models import catalog
+from shared import bus, fleet, keys
 from shared.messages import ChatMessage, GenerationRequest, SamplingParams, WorkerInfo
-
-Body = TypeVar("Body", bound=BaseModel)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ApiError(400, f"{name} is not valid JSON", code="invalid_json")
-
-
-def read_json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    raw = request.get_data(cache=True)
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object", code="invalid_json")
-    try:
-        json.dumps(body, ensure_ascii=False).encode()
-    except UnicodeEncodeError:  # "\ud800" escapes decode to lone surrogates, which no UTF-8 store takes
-        raise ApiError(
-            400,
-            "the body contains a lone surrogate (\\uD800-\\uDFFF): not valid Unicode text",
-            code="invalid_json",
-        ) from None
-    return body
-
-
-def parse_body(model: type[Body]) -> Body:
-    """The JSON body validated by a pydantic model; a 400 naming the first field at fault."""
-    try:
-        return model.model_validate(read_json_object())
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
 
 
 def check_limits(model: str, prompt: str, max_new_tokens: int, workers: list[WorkerInfo]) -> None:
@@ -99,15 +61,15 @@ def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
     """
     s, r = context.settings(), context.redis_client()
     name = model or s.model
-    workers = bus.list_workers(r)
+    workers = fleet.list_workers(r)
     if any(w.model == name and w.state != "idle" for w in workers):
         return name, workers
     if name != s.model:
-        name = model_catalog.checked_name(name)
-    if model_catalog.state_of(r, name) in ("ready", "loading"):  # heartbeats lag the load's own record
+        name = catalog.checked_name(name)
+    if catalog.state_of(r, name) in ("ready", "loading"):  # heartbeats lag the load's own record
         return name, workers
-    if s.autoload and any(w.hostname for w in workers):
-        model_catalog.start_load(name, 1)
+    if s.autoload and any(w.node for w in workers):
+        catalog.start_load(name, 1)
         return name, workers
     if name == s.model:  # the default model: its workers may still be starting
         return name, workers

@@ -12,8 +12,8 @@ from pathlib import Path
 import redis
 import requests
 
-from shared import bus
-from shared.embedded_redis import free_port
+from devtools.embedded_redis import free_port
+from shared import bus, fleet
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -66,7 +66,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, proc: Proce
 def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
     """A Celery worker process on the env's MODEL; returns once its heartbeat is in Redis."""
     r = bus.connect(env["REDIS_URL"])
-    before = {w.worker_id for w in bus.list_workers(r)}
+    before = {w.worker_id for w in fleet.list_workers(r)}
     cmd = [
         str(VENV_BIN / "celery"),
         "-A",
@@ -81,7 +81,7 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Pr
     ]
     proc = Process(name, cmd, env, log_dir)
     wait_for(
-        lambda: any(w.pid == proc.pid for w in bus.list_workers(r) if w.worker_id not in before),
+        lambda: any(w.pid == proc.pid for w in fleet.list_workers(r) if w.worker_id not in before),
         120,
         f"{name} heartbeat",
         proc,

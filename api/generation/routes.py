@@ -1,4 +1,4 @@
-"""Generation requests: submit, status, one-shot streaming and the no-batching baseline."""
+"""Generation requests: submit, status, cancel, one-shot streaming and the no-batching baseline."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api import context
+from api.bodies import parse_body
 from api.errors import ApiError
-from api.relay import Relay, follow, queue_info, sse_response
-from api.schemas import SubmitBody
-from api.submit import parse_body, submit
+from api.generation.lookup import load_or_404
+from api.generation.queue import queue_info
+from api.generation.schemas import SubmitBody
+from api.generation.submit import submit
+from api.route_docs import documented
+from api.streaming.relay import Relay, follow, sse_response
 from shared import bus, keys, lifecycle
-from shared.messages import GenerationRequest, RequestState, RequestStatus, TokenEvent
+from shared.messages import RequestStatus, TokenEvent
 
-bp = Blueprint("requests", __name__, url_prefix="/v1")
+bp = Blueprint("generation", __name__, url_prefix="/v1")
 NOBATCH_TIMEOUT_S = 600
 
 
@@ -28,6 +32,7 @@ def _base_url(ws: bool = False) -> str:
 
 
 @bp.post("/requests")
+@documented(body=SubmitBody, success=202, description="accepted: its id and stream URLs", errors=(404, 429))
 def create_request() -> tuple[Response, int]:
     """Accept a prompt; 202 with the id and where to follow its tokens."""
     gen = submit(parse_body(SubmitBody))
@@ -42,25 +47,19 @@ def create_request() -> tuple[Response, int]:
     return jsonify(body), 202
 
 
-def load_or_404(request_id: str) -> tuple[GenerationRequest, RequestState]:
-    found = bus.load_request(context.redis_client(), request_id)
-    if found is None:
-        ttl = context.settings().stream_ttl_s
-        message = f"request {request_id} is unknown or has expired (requests are kept {ttl} s after they end)"
-        raise ApiError(404, message, param="id", code="not_found")
-    return found
-
-
 def _ago(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else round(end - start, 6)
 
 
 @bp.get("/requests/<request_id>")
+@documented(errors=(404,))
 def get_request(request_id: str) -> Response:
     """Status, text so far, finish reason, usage and timings of one request."""
-    gen, state = load_or_404(request_id)
+    stored = load_or_404(request_id)
+    gen, state = stored.request, stored.state
     events = bus.read_events(context.redis_client(), request_id, count=None)
     text = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    is_queued = state.status == RequestStatus.QUEUED
     body: dict[str, Any] = {
         "id": request_id,
         "model": gen.model,
@@ -72,9 +71,7 @@ def get_request(request_id: str) -> Response:
         "worker_id": state.worker_id,
         "created_at": gen.created_at,
         "largest_batch": state.largest_batch,
-        "queue": queue_info(context.redis_client(), gen, context.settings())
-        if state.status == RequestStatus.QUEUED
-        else None,
+        "queue": queue_info(context.redis_client(), gen, context.settings()) if is_queued else None,
         "timings": {
             "queued_s": _ago(gen.created_at, state.started_at),
             "ttft_s": _ago(gen.created_at, state.first_token_at),
@@ -85,9 +82,10 @@ def get_request(request_id: str) -> Response:
 
 
 @bp.delete("/requests/<request_id>")
+@documented(description="cancelled while queued", errors=(404, 409), extra={202: "cancelling"})
 def cancel_request(request_id: str) -> tuple[Response, int]:
     """Cancel from any API process: 200 if it was still queued, 202 while its worker stops it (one step)."""
-    gen, _ = load_or_404(request_id)
+    gen = load_or_404(request_id).request
     had = lifecycle.cancel(context.redis_client(), gen, context.settings().stream_ttl_s)
     if had == "queued":
         return jsonify({"id": request_id, "status": "cancelled"}), 200
@@ -99,15 +97,15 @@ def cancel_request(request_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/generate")
+@documented(body=SubmitBody, stream=True, description="SSE: ttft, token events, done", errors=(404, 429))
 def generate() -> Response:
     """One-shot SSE: `ttft` (seconds to the first token), then `token` events, then `done`.
 
     A client that disconnects before the end cancels the request.
     """
     gen = submit(parse_body(SubmitBody))
-    return sse_response(
-        TtftRelay(context.redis_client(), context.hub(), gen, context.settings()), cancel_on_disconnect=True
-    )
+    relay = TtftRelay(context.redis_client(), context.fanout(), gen, context.settings())
+    return sse_response(relay, cancel_on_disconnect=True)
 
 
 class TtftRelay(Relay):
@@ -123,12 +121,13 @@ class TtftRelay(Relay):
 
 
 @bp.post("/generate_nobatch")
+@documented(body=SubmitBody, description="the whole text", errors=(404, 429, 504))
 def generate_nobatch() -> Response:
     """Generate one request alone (no batching) and return its whole text as JSON."""
     gen = submit(parse_body(SubmitBody), task_name=keys.GENERATE_NOBATCH_TASK)
     deadline = time.monotonic() + NOBATCH_TIMEOUT_S
     text = []
-    for event in follow(context.hub(), gen.request_id):
+    for event in follow(context.fanout(), gen.request_id):
         if event is None:
             if time.monotonic() > deadline:
                 raise ApiError(504, f"request {gen.request_id} did not finish in {NOBATCH_TIMEOUT_S}s")

@@ -53,12 +53,12 @@ class Subscription:
                 return got
 
 
-class StreamHub:
+class StreamFanout:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._lock = threading.Lock()
         self._subs: dict[str, set[Subscription]] = {}
-        self._wake_key = f"{keys.PREFIX}:hub:{uuid.uuid4().hex}"
+        self._wake_key = f"{keys.PREFIX}:fanout:{uuid.uuid4().hex}"
         self._thread: threading.Thread | None = None
 
     def subscribe(
@@ -72,7 +72,7 @@ class StreamHub:
         with self._lock:
             self._subs.setdefault(request_id, set()).add(sub)
             if self._thread is None:  # started lazily: after gunicorn forks, in the process that serves
-                self._thread = threading.Thread(target=self._run, name="stream-hub", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="stream-fanout", daemon=True)
                 self._thread.start()
         self._wake()
         return sub
@@ -86,7 +86,7 @@ class StreamHub:
                     del self._subs[sub.request_id]
 
     def _wake(self) -> None:
-        # Interrupts the hub's blocking read so a new subscriber's backlog is read at once.
+        # Interrupts the fanout's blocking read so a new subscriber's backlog is read at once.
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=True)
         pipe.expire(self._wake_key, 60)
@@ -107,7 +107,7 @@ class StreamHub:
             try:
                 reply = client.xread(streams, block=BLOCK_MS)
             except redis.RedisError:
-                log.warning("stream hub: Redis read failed; retrying", exc_info=True)
+                log.warning("stream fanout: Redis read failed; retrying", exc_info=True)
                 time.sleep(0.5)
                 continue
             for key, entries in reply or []:

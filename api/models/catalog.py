@@ -13,11 +13,11 @@ import redis
 
 from api import context
 from api.errors import ApiError
-from shared import bus, keys
+from shared import bus, fleet, keys
 from shared.messages import (
-    LOAD_REQUESTED,
-    REQUEST_FRESH_S,
-    UNLOAD_REQUESTED,
+    LOAD_PENDING,
+    PENDING_FRESH_S,
+    UNLOAD_PENDING,
     ModelLoadState,
     ModelState,
     WorkerInfo,
@@ -39,8 +39,8 @@ def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
     Overall: ready when a live worker serves it, else loading when one loads it, else failed
     when a load failed (with the reasons), else unloaded.
     """
-    workers = {w.worker_id: w for w in bus.list_workers(r)}
-    states = bus.model_states(r)
+    workers = {w.worker_id: w for w in fleet.list_workers(r)}
+    states = fleet.model_states(r)
     for w in workers.values():  # a worker started with MODEL has no load record: it is ready
         if w.model and w.model not in states:
             states[w.model] = []
@@ -76,14 +76,14 @@ def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
 def _current(state: ModelState, worker: WorkerInfo) -> bool:
     """Whether a worker's record still describes it. A record newer than the worker's last heartbeat
     does; an older one only if the heartbeat agrees (a worker that moved on leaves stale records).
-    A load just asked for counts while fresh: the command is on its way."""
+    A pending load counts while fresh: the command is on its way."""
     if state.updated_at >= worker.updated_at:
         return True
     if state.state is ModelLoadState.READY:
         return worker.model == state.model and worker.state == "ready"
     if state.state is ModelLoadState.LOADING:
         loading_it = worker.state == "loading" and worker.model == state.model
-        return loading_it or time.time() - state.updated_at < REQUEST_FRESH_S
+        return loading_it or time.time() - state.updated_at < PENDING_FRESH_S
     return True
 
 
@@ -96,7 +96,7 @@ def state_of(r: redis.Redis, model: str) -> str | None:
 def pick_workers(r: redis.Redis, model: str, count: int) -> list[WorkerInfo]:
     """Up to `count` live workers that neither serve nor load `model`: idle ones first, then the
     least recently used (a worker's current model is unloaded to make room)."""
-    candidates = [w for w in bus.list_workers(r) if w.model != model and w.state != "loading" and w.hostname]
+    candidates = [w for w in fleet.list_workers(r) if w.model != model and w.state != "loading" and w.node]
     candidates.sort(key=lambda w: (w.state != "idle", w.slots_used, w.last_request_at))
     return candidates[:count]
 
@@ -108,33 +108,33 @@ def start_load(model: str, count: int) -> list[WorkerInfo]:
     if not chosen:
         raise ApiError(409, f"no worker is free to load {model!r}: every live worker serves it or is loading",
                        param="model", code="no_free_worker")  # fmt: skip
-    _command(r, chosen, model, keys.LOAD_MODEL_COMMAND, ModelLoadState.LOADING, LOAD_REQUESTED)
+    _command(r, chosen, model, keys.LOAD_MODEL_COMMAND, ModelLoadState.LOADING, LOAD_PENDING)
     return chosen
 
 
 def start_unload(model: str) -> list[WorkerInfo]:
     """Tell every worker that serves or loads `model` to unload it; 404 when none does."""
     r = context.redis_client()
-    serving = [w for w in bus.list_workers(r) if w.model == model and w.hostname]
+    serving = [w for w in fleet.list_workers(r) if w.model == model and w.node]
     if not serving:
         raise ApiError(404, f"no worker serves {model!r}", param="model", code="model_not_found")
-    _command(r, serving, model, keys.UNLOAD_MODEL_COMMAND, ModelLoadState.UNLOADED, UNLOAD_REQUESTED)
+    _command(r, serving, model, keys.UNLOAD_MODEL_COMMAND, ModelLoadState.UNLOADED, UNLOAD_PENDING)
     return serving
 
 
 def _command(
     r: redis.Redis, workers: list[WorkerInfo], model: str, command: str, state: ModelLoadState, stage: str
 ) -> None:
-    """Record the request for each worker, then send it the remote-control command.
+    """Record the pending load or unload for each worker, then send it the remote-control command.
 
     The record comes first, so GET /v1/models shows it at once, and a worker whose command is
-    lost (it was not listening yet) acts on the record with its next heartbeat.
+    lost (it was not listening yet) carries it out with its next heartbeat.
     """
     for w in workers:
-        requested = ModelState(
+        pending = ModelState(
             model=model, worker_id=w.worker_id, state=state, stage=stage, updated_at=time.time()
         )
-        bus.publish_model_state(r, requested)
+        fleet.publish_model_state(r, pending)
         context.celery().control.broadcast(
-            command, arguments={"model": model}, destination=[w.hostname], reply=False
+            command, arguments={"model": model}, destination=[w.node], reply=False
         )

@@ -1,0 +1,1 @@
+"""Generation requests: submit, status, cancel, the one-shot stream and the no-batching baseline."""

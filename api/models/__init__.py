@@ -1,0 +1,1 @@
+"""Model management: the catalog of models and their states, loads, unloads, and Hugging Face Hub search."""

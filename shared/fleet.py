@@ -1,0 +1,60 @@
+"""Reading and writing what workers say about themselves: heartbeats and per-model load states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from shared import keys
+from shared.bus import Pipeline
+from shared.messages import ModelState, WorkerInfo
+
+
+def publish_worker(r: redis.Redis | Pipeline, info: WorkerInfo, ttl_s: int) -> None:
+    """Record a worker's heartbeat; it disappears if not renewed within ttl_s."""
+    r.set(keys.worker_key(info.worker_id), info.model_dump_json(), ex=ttl_s)
+
+
+def remove_worker(r: redis.Redis, worker_id: str) -> None:
+    r.delete(keys.worker_key(worker_id))
+
+
+def list_workers(r: redis.Redis) -> list[WorkerInfo]:
+    """Every worker whose heartbeat has not expired, sorted by id."""
+    names = sorted(r.scan_iter(match=keys.WORKER_PATTERN, count=1000))
+    values: list[str | None] = r.mget(names) if names else []  # type: ignore[assignment]
+    return [WorkerInfo.model_validate_json(v) for v in values if v is not None]
+
+
+def publish_model_state(r: redis.Redis, state: ModelState) -> None:
+    """Record one worker's state with one model and announce it on the model events stream."""
+    pipe = r.pipeline(transaction=False)
+    pipe.sadd(keys.MODELS, state.model)
+    pipe.hset(keys.model_state_key(state.model), state.worker_id, state.model_dump_json())
+    pipe.xadd(keys.MODEL_EVENTS, {"data": state.model_dump_json()}, maxlen=1000, approximate=True)
+    pipe.execute()
+
+
+def model_states(r: redis.Redis) -> dict[str, list[ModelState]]:
+    """Every known model's per-worker states (workers that are gone included; callers filter)."""
+    client: Any = r
+    names = sorted(client.smembers(keys.MODELS))
+    pipe = r.pipeline(transaction=False)
+    for name in names:
+        pipe.hvals(keys.model_state_key(name))
+    return {
+        name: [ModelState.model_validate_json(v) for v in values]
+        for name, values in zip(names, pipe.execute(), strict=True)
+    }
+
+
+def read_model_events(r: redis.Redis, after: str, block_ms: int) -> list[tuple[str, ModelState]]:
+    """Model state changes after stream id `after` ("$": only new ones), waiting up to block_ms."""
+    client: Any = r
+    reply = client.xread({keys.MODEL_EVENTS: after}, block=block_ms, count=100)
+    return [
+        (entry_id, ModelState.model_validate_json(fields["data"]))
+        for _, entries in reply or []
+        for entry_id, fields in entries
+    ]

@@ -1,0 +1,55 @@
+"""The messages that cross Redis, as versioned pydantic models.
+
+Each message carries `v`. Adding an optional field keeps the version; renaming or
+removing one bumps it. Decoders refuse versions they do not know (the Literal does).
+"""
+
+from shared.messages.events import (
+    STREAM_EVENT,
+    DoneEvent,
+    ErrorEvent,
+    StreamEvent,
+    TokenEvent,
+    TokenLogprob,
+    TopLogprob,
+)
+from shared.messages.fleet import (
+    LOAD_PENDING,
+    PENDING_FRESH_S,
+    UNLOAD_PENDING,
+    ModelLoadState,
+    ModelState,
+    WorkerInfo,
+)
+from shared.messages.generation import (
+    ChatMessage,
+    FinishReason,
+    GenerationRequest,
+    RequestState,
+    RequestStatus,
+    SamplingParams,
+    Usage,
+)
+
+__all__ = [
+    "LOAD_PENDING",
+    "PENDING_FRESH_S",
+    "STREAM_EVENT",
+    "UNLOAD_PENDING",
+    "ChatMessage",
+    "DoneEvent",
+    "ErrorEvent",
+    "FinishReason",
+    "GenerationRequest",
+    "ModelLoadState",
+    "ModelState",
+    "RequestState",
+    "RequestStatus",
+    "SamplingParams",
+    "StreamEvent",
+    "TokenEvent",
+    "TokenLogprob",
+    "TopLogprob",
+    "Usage",
+    "WorkerInfo",
+]

@@ -1,0 +1,109 @@
+"""A generation request as stored in Redis: what to generate, how to sample, and its changing state."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.messages.base import Message
+
+
+class RequestStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RequestStatus.FINISHED, RequestStatus.CANCELLED, RequestStatus.FAILED)
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"  # EOS token or a stop string
+    LENGTH = "length"  # max_new_tokens or the model's context length
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"  # the request's own `timeout` ran out
+    ERROR = "error"
+
+
+class SamplingParams(Message):
+    """How to sample one request; validated identically at the API and in the worker."""
+
+    max_new_tokens: int = Field(default=64, ge=1, le=1_000_000)
+    temperature: float = Field(default=1.0, ge=0.0, le=100.0)
+    top_k: int = Field(default=0, ge=0, description="0 disables top-k")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    ignore_eos: bool = False  # keep generating past the EOS token (benchmarks, tests)
+    min_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0)
+    min_tokens: int = Field(default=0, ge=0, le=1_000_000)
+    logprobs: int | None = Field(default=None, ge=0, le=20, description="top log-probabilities per token")
+    stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=8
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class ChatMessage(Message):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationRequest(Message):
+    """A prompt (or chat messages, rendered by the worker's chat template) to generate from, stored in
+    the request hash; the Celery task carries only its id."""
+
+    v: Literal[1] = 1
+    request_id: str
+    model: str
+    prompt: str = ""
+    messages: list[ChatMessage] | None = None
+    params: SamplingParams
+    created_at: float
+    cancel_on_disconnect: bool = False  # cancel when a subscriber of its stream disconnects
+    timeout_s: float | None = None  # generation ends with finish_reason "timeout" this long after created_at
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self) -> GenerationRequest:
+        if bool(self.prompt) == bool(self.messages):
+            raise ValueError("exactly one of prompt and messages must be given")
+        return self
+
+
+class Usage(Message):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        """Usage with its total filled in."""
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class RequestState(Message):
+    """The mutable part of a request's hash; every field but status is filled in as the request runs."""
+
+    v: Literal[1] = 1
+    status: RequestStatus = RequestStatus.QUEUED
+    worker_id: str | None = None
+    started_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    error: str | None = None
+    largest_batch: int | None = None  # the most requests that shared a decode step with this one

@@ -1,0 +1,232 @@
+"""The loop thread of a worker: admit, `engine.step()`, publish, then apply cancels and timeouts.
+
+It is the only thread that touches the engine. Everything else reaches it through the inbox,
+a queue of jobs it runs between two steps (admitting a request, handing every request back,
+a call that needs the model to itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from shared import lifecycle
+from shared.messages import FinishReason, GenerationRequest, Usage
+from shared.settings import Settings
+from workers.engine import LLMEngine, SamplingOptions, SequenceStatus, StepOutput
+from workers.request_stream import ActiveRequest, StreamWrites
+from workers.token_text import TokenText
+
+log = logging.getLogger(__name__)
+Job = Callable[[], None]  # what the inbox holds: work for the loop thread, run between two steps
+IDLE_WAIT_S = 0.2  # with nothing to step, how long the loop waits for a job before it looks again
+
+
+def sampling_options(request: GenerationRequest) -> SamplingOptions:
+    """The engine's sampling options for a request's parameters."""
+    p = request.params
+    return SamplingOptions(
+        max_new_tokens=p.max_new_tokens,
+        temperature=p.temperature,
+        top_k=p.top_k,
+        top_p=p.top_p,
+        seed=p.seed,
+        ignore_eos=p.ignore_eos,
+        min_p=p.min_p,
+        repetition_penalty=p.repetition_penalty,
+        min_tokens=p.min_tokens,
+        logprobs=p.logprobs,
+    )
+
+
+class EngineLoop:
+    def __init__(
+        self,
+        engine: LLMEngine,
+        token_text: TokenText,
+        client: redis.Redis,
+        settings: Settings,
+        worker_id: str,
+        enqueue: Callable[[GenerationRequest], None],
+    ) -> None:
+        self.engine = engine
+        self.token_text = token_text
+        self.redis = client
+        self.settings = settings
+        self.worker_id = worker_id
+        self.enqueue = enqueue  # puts a requeued request's task back on its model's queue
+        self.mean_request_s: float | None = None  # recent average time a request spends in the engine
+        self.stopping = threading.Event()
+        self._inbox: queue.Queue[Job] = queue.Queue()
+        self._active: dict[str, ActiveRequest] = {}
+
+    def put(self, job: Job) -> None:
+        """Queue a job for the loop thread; it runs before the next step."""
+        self._inbox.put(job)
+
+    def run(self) -> None:
+        """The loop itself, until `stopping` is set."""
+        while not self.stopping.is_set():
+            try:
+                self._run_jobs(block=not self.engine.has_work())
+                if not self.engine.has_work():
+                    continue
+                step_started = time.time()
+                outputs = self.engine.step()
+                cancelled = self._publish(outputs, step_started)
+                self._apply_stops(cancelled)
+            except Exception as exc:  # one bad step must not kill the worker: fail what it touched
+                log.exception("engine step failed")
+                self._fail_all(f"engine error: {exc}")
+
+    def _run_jobs(self, block: bool) -> None:
+        """Run the jobs in the inbox; wait for the first when idle."""
+        try:
+            job = self._inbox.get(timeout=IDLE_WAIT_S) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            job()
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    # --- jobs ---
+
+    def add(self, active: ActiveRequest) -> None:
+        """Put a claimed request into the engine; one that cannot fit ends with its reason."""
+        try:
+            self.engine.add_request(
+                active.request_id,
+                active.prompt_ids,
+                sampling_options(active.request),
+                output_ids=active.prior_ids,
+            )
+        except ValueError as exc:  # e.g. a prompt that does not fit the context
+            self._end(active, FinishReason.ERROR, error=str(exc))
+            return
+        self._active[active.request_id] = active
+        active.admitted_at = time.time()
+
+    def hand_back_all(self) -> None:
+        """Requeue every request here; the next worker resumes each from its stream."""
+        for active in list(self._active.values()):
+            self.engine.abort(active.request_id)
+            self._active.pop(active.request_id, None)
+            result = lifecycle.requeue(
+                self.redis,
+                active.request,
+                owner=self.worker_id,
+                max_attempts=self.settings.max_attempts,
+                ttl_s=self.settings.stream_ttl_s,
+            )
+            if result == "requeued":
+                self.enqueue(active.request)
+            log.info("handed %s back to the queue (%s)", active.request_id, result)
+            active.done.set()
+
+    # --- a step's results ---
+
+    def _publish(self, outputs: list[StepOutput], step_started: float) -> list[str]:
+        """Append every request's new text, and the end of finished ones, in one round trip; the same
+        round trip reads the cancel flags of the requests still running. Returns the cancelled ids."""
+        writes = self._writes()
+        now = time.time()
+        ended = [a for out in outputs if (a := self._record(writes, out, step_started, now)) is not None]
+        ended_ids = {a.request_id for a in ended}
+        running = [rid for rid in self._active if rid not in ended_ids]
+        writes.check_cancels(running)
+        replies = writes.apply(self.redis, self.keep_trying)
+        for active in ended:
+            self._finished(active, now)
+        flags: list[str | None] = replies[-1] if running else []  # type: ignore[assignment]
+        return [rid for rid, flag in zip(running, flags, strict=True) if flag is not None]
+
+    def _record(
+        self, writes: StreamWrites, out: StepOutput, step_started: float, now: float
+    ) -> ActiveRequest | None:
+        """One new token of one request into the writes; returns the request if that ended it."""
+        active = self._active[out.seq_id]
+        if not active.is_started:
+            writes.start(active, started_at=step_started, first_token_at=now)
+        active.pending_ids.append(out.token_id)
+        if out.logprob is not None:
+            active.pending_logprobs.append(self.token_text.logprob(out))
+        piece = active.output.push(out.token_id)
+        reason = FinishReason(out.finish_reason) if out.finish_reason else None
+        if reason is None and active.output.stopped:  # a stop string matched in the text
+            self.engine.finish(out.seq_id, SequenceStatus.FINISHED_STOPPED)
+            reason = FinishReason.STOP
+        if reason is not None:
+            piece += active.output.finish()
+        writes.text(active, piece)
+        if reason is None:
+            return None
+        usage = Usage.of(out.num_prompt_tokens, out.num_output_tokens)
+        writes.end(active, reason, usage, now, largest_batch=out.largest_batch)
+        return active
+
+    def _apply_stops(self, cancelled: list[str]) -> None:
+        """Stop the requests whose cancel flag was set, then those past their own timeout."""
+        for rid in cancelled:
+            if rid in self._active:
+                self._stop(self._active[rid], FinishReason.CANCELLED)
+        now = time.time()
+        for active in list(self._active.values()):
+            if active.deadline is not None and now >= active.deadline:
+                self._stop(active, FinishReason.TIMEOUT)
+
+    # --- ending requests ---
+
+    def _stop(self, active: ActiveRequest, reason: FinishReason) -> None:
+        """Stop a request that was cancelled or ran out of time; its slot is free for the next step."""
+        usage = self._usage(active)
+        self.engine.abort(active.request_id)
+        writes = self._writes()
+        writes.text(active, active.output.finish())
+        now = time.time()
+        writes.end(active, reason, usage, now)
+        writes.apply(self.redis, self.keep_trying)
+        self._finished(active, now)
+
+    def _end(self, active: ActiveRequest, reason: FinishReason, error: str | None = None) -> None:
+        """End one request outside a normal step (refused or failed), and wake its task."""
+        usage = self._usage(active)
+        self.engine.abort(active.request_id)
+        writes = self._writes()
+        writes.end(active, reason, usage, now=time.time(), error=error)
+        try:
+            writes.apply(self.redis, self.keep_trying)
+        finally:
+            self._active.pop(active.request_id, None)
+            active.done.set()
+
+    def _fail_all(self, message: str) -> None:
+        for active in list(self._active.values()):
+            try:
+                self._end(active, FinishReason.ERROR, error=message)
+            except redis.RedisError:
+                log.exception("could not record the failure of %s", active.request_id)
+
+    def _finished(self, active: ActiveRequest, now: float) -> None:
+        self._active.pop(active.request_id, None)
+        took = now - active.admitted_at
+        self.mean_request_s = took if self.mean_request_s is None else 0.8 * self.mean_request_s + 0.2 * took
+        active.done.set()
+
+    def _usage(self, active: ActiveRequest) -> Usage:
+        seq = self.engine.seqs.get(active.request_id)
+        n_out = len(seq.output_ids) if seq is not None else len(active.prior_ids)
+        return Usage.of(len(active.prompt_ids), n_out)
+
+    def _writes(self) -> StreamWrites:
+        return StreamWrites(self.worker_id, self.settings.stream_ttl_s)
+
+    def keep_trying(self) -> bool:
+        return not self.stopping.is_set()

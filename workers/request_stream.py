@@ -1,0 +1,144 @@
+"""What a request writes while a worker runs it: its state, its text, and its end, one round trip at a time.
+
+A step's writes for every request it touched are recorded in one `StreamWrites` and applied in
+one pipelined round trip. Applying them again after a failed attempt is safe (see
+workers/redis_writes.py), so a Redis outage only delays them: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from shared import bus, lifecycle
+from shared.messages import (
+    DoneEvent,
+    ErrorEvent,
+    FinishReason,
+    GenerationRequest,
+    RequestState,
+    RequestStatus,
+    TokenEvent,
+    TokenLogprob,
+    Usage,
+)
+from workers.redis_writes import Writes
+from workers.text_output import TextOutput
+
+log = logging.getLogger(__name__)
+_FINISH_STATUS = {FinishReason.CANCELLED: RequestStatus.CANCELLED, FinishReason.ERROR: RequestStatus.FAILED}
+RETRY_S = 0.5  # between attempts while Redis is unreachable
+
+
+@dataclass
+class ActiveRequest:
+    """A request this worker runs: its prompt, its text so far, and where its stream stands."""
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    output: TextOutput
+    prior_ids: list[int] = field(default_factory=list)  # tokens a previous worker already streamed
+    done: threading.Event = field(default_factory=threading.Event)
+    next_index: int = 0  # index of the next event on the request's stream
+    pending_ids: list[int] = field(default_factory=list)  # tokens whose text is not in an event yet
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+    is_started: bool = False
+    admitted_at: float = 0.0
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def deadline(self) -> float | None:
+        timeout = self.request.timeout_s
+        return None if timeout is None else self.request.created_at + timeout
+
+
+class StreamWrites:
+    """The writes of one round trip: requests starting, new text, requests ending, and cancel checks."""
+
+    def __init__(self, worker_id: str, ttl_s: int) -> None:
+        self.worker_id = worker_id
+        self.ttl_s = ttl_s
+        self._writes = Writes()
+
+    def start(self, active: ActiveRequest, started_at: float, first_token_at: float) -> None:
+        """The request is running here and has its first token."""
+        active.is_started = True
+        state = RequestState(
+            status=RequestStatus.RUNNING,
+            worker_id=self.worker_id,
+            started_at=started_at,
+            first_token_at=first_token_at,
+        )
+        self._writes.add(bus.update_state, active.request_id, state)
+        self._writes.add(bus.expire_request, active.request_id, self.ttl_s)
+
+    def text(self, active: ActiveRequest, piece: str) -> None:
+        """A token event with `piece` and the tokens it completes (nothing when the piece is empty)."""
+        if not piece:
+            return
+        asked = active.request.params.logprobs is not None
+        event = TokenEvent(
+            index=active.next_index,
+            text=piece,
+            token_ids=active.pending_ids,
+            logprobs=active.pending_logprobs if asked else None,
+        )
+        self._writes.add(bus.append_event, active.request_id, event)
+        active.next_index += 1
+        active.pending_ids = []
+        active.pending_logprobs = []
+
+    def end(
+        self,
+        active: ActiveRequest,
+        reason: FinishReason,
+        usage: Usage,
+        now: float,
+        largest_batch: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The last event (done, or error when `error` is given), the final state, and the lease's end."""
+        rid = active.request_id
+        last = (
+            ErrorEvent(index=active.next_index, message=error)
+            if error is not None
+            else DoneEvent(index=active.next_index, finish_reason=reason, usage=usage)
+        )
+        self._writes.add(bus.append_event, rid, last)
+        active.next_index += 1
+        state = RequestState(
+            status=_FINISH_STATUS.get(reason, RequestStatus.FINISHED),
+            finished_at=now,
+            finish_reason=reason,
+            usage=usage,
+            error=error,
+            largest_batch=largest_batch,
+            worker_id=self.worker_id,
+        )
+        self._writes.add(bus.update_state, rid, state)
+        self._writes.add(bus.expire_request, rid, self.ttl_s)
+        self._writes.add(lifecycle.release, rid)
+
+    def check_cancels(self, request_ids: list[str]) -> None:
+        """Read these requests' cancel flags in the same round trip: the last reply lists one per id."""
+        if request_ids:
+            self._writes.add(bus.queue_cancel_check, request_ids)
+
+    def apply(self, client: redis.Redis, keep_trying: Callable[[], bool]) -> list[object]:
+        """Apply every write, waiting out a Redis outage while keep_trying() says so; replies in order."""
+        while True:
+            try:
+                return self._writes.execute(client)
+            except redis.RedisError as exc:
+                if not keep_trying():
+                    raise
+                log.warning("Redis unavailable (%s); holding the writes and retrying", exc)
+                time.sleep(RETRY_S)
