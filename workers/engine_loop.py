@@ -28,20 +28,9 @@ IDLE_WAIT_S = 0.2  # with nothing to step, how long the loop waits for a job bef
 
 
 def sampling_options(request: GenerationRequest) -> SamplingOptions:
-    """The engine's sampling options for a request's parameters."""
-    p = request.params
-    return SamplingOptions(
-        max_new_tokens=p.max_new_tokens,
-        temperature=p.temperature,
-        top_k=p.top_k,
-        top_p=p.top_p,
-        seed=p.seed,
-        ignore_eos=p.ignore_eos,
-        min_p=p.min_p,
-        repetition_penalty=p.repetition_penalty,
-        min_tokens=p.min_tokens,
-        logprobs=p.logprobs,
-    )
+    """The engine's sampling options for a request's parameters: the same fields, bar the stop strings
+    (matched on text, outside the engine)."""
+    return SamplingOptions(**request.params.model_dump(exclude={"stop"}))
 
 
 class EngineLoop:

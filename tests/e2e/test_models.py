@@ -74,9 +74,12 @@ def test_load_a_second_model_while_the_first_streams_then_unload_it(
         t.start()
 
     events: list[dict[str, Any]] = []
+    subscribed = threading.Event()
 
     def watch() -> None:
         with requests.get(f"{url}/v1/models/events", stream=True, timeout=120) as resp:
+            # The response has begun: its cursor is fixed, every later change will reach us.
+            subscribed.set()
             for event in iter_sse(resp.iter_lines(delimiter=b"\n")):
                 events.append(event.data)
                 if event.data["model"] == SECOND and event.data["state"] in ("ready", "failed"):
@@ -84,7 +87,7 @@ def test_load_a_second_model_while_the_first_streams_then_unload_it(
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    time.sleep(0.5)  # the watcher is subscribed
+    assert subscribed.wait(30), "the model events stream never opened"
 
     resp = requests.post(f"{url}/v1/models/load", json={"model": SECOND, "workers": 1}, timeout=10)
     assert resp.status_code == 202, resp.text
@@ -150,27 +153,31 @@ def test_a_failing_load_reports_failed_with_its_reason(cluster: str) -> None:
 def test_a_load_or_unload_whose_command_was_lost_still_happens(
     cluster: str, server_env: dict[str, str]
 ) -> None:
-    # The API records each request in Redis before it broadcasts the command; a worker that never got
-    # the command (it was not listening yet) acts on the record with its heartbeat. Record only.
+    # The API records each pending load or unload in Redis before it broadcasts the command; a worker
+    # that never got the command (it was not listening yet) carries it out with its heartbeat. Here
+    # nothing is broadcast: the records alone must do it.
     url = cluster
     r = bus.connect(server_env["REDIS_URL"].rsplit("/", 1)[0] + "/3")
-    [idle] = [w for w in fleet.list_workers(r) if w.state == "idle"]
+    workers = fleet.list_workers(r)
+    # Whatever the tests before left: one worker that does not serve SECOND takes part.
+    target = next(w for w in workers if w.model != SECOND)
 
-    def record(state: ModelLoadState, stage: str) -> None:
-        now = time.time()
-        fleet.publish_model_state(
-            r, ModelState(model=SECOND, worker_id=idle.worker_id, state=state, stage=stage, updated_at=now)
+    def record(model: str, state: ModelLoadState, stage: str) -> None:
+        pending = ModelState(
+            model=model, worker_id=target.worker_id, state=state, stage=stage, updated_at=time.time()
         )
+        fleet.publish_model_state(r, pending)
 
-    record(ModelLoadState.LOADING, LOAD_PENDING)
-    assert wait_state(url, SECOND, "ready", 60)["workers"] == [idle.worker_id]
-    record(ModelLoadState.UNLOADED, UNLOAD_PENDING)
-    wait_for(
-        lambda: [w.state for w in fleet.list_workers(r) if w.worker_id == idle.worker_id] == ["idle"],
-        60,
-        "the unload picked up",
-    )
-    assert models(url)[SECOND]["state"] == "unloaded"
+    def state_of_target() -> tuple[str, str]:
+        [w] = [w for w in fleet.list_workers(r) if w.worker_id == target.worker_id]
+        return w.model, w.state
+
+    record(SECOND, ModelLoadState.LOADING, LOAD_PENDING)
+    wait_for(lambda: state_of_target() == (SECOND, "ready"), 60, "the pending load carried out")
+    assert target.worker_id in wait_state(url, SECOND, "ready", 60)["workers"]
+    record(SECOND, ModelLoadState.UNLOADED, UNLOAD_PENDING)
+    wait_for(lambda: state_of_target()[1] == "idle", 60, "the pending unload carried out")
+    assert target.worker_id not in models(url)[SECOND]["workers"]
 
 
 @pytest.mark.parametrize("name", ["../../etc", "/etc", "./a/../../outside", "evil/../x", "a/b/c", "-rf"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import openai
@@ -149,7 +150,8 @@ def test_errors_are_the_sdk_exception_types(client: openai.OpenAI, redis_url: st
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="no-such-model", prompt="x")
     r = bus.connect(redis_url)
-    fillers = {f"filler-{i}": 0.0 for i in range(256)}
+    # Scored now: queue positions drop entries older than STREAM_TTL, as they do for expired requests.
+    fillers = {f"filler-{i}": time.time() for i in range(256)}
     r.zadd(keys.waiting_key(MODEL), fillers)
     try:
         with pytest.raises(openai.RateLimitError):

@@ -18,7 +18,8 @@ from devtools.servers import start_api, wait_for
 from shared import bus, keys
 from shared.messages import GenerationRequest, SamplingParams
 
-LONG = {"prompt": "A long story", "max_new_tokens": 1500, "temperature": 0}
+# As long as the context allows, past EOS: it cannot end by itself while a test cancels or times it out.
+LONG = {"prompt": "A long story", "max_new_tokens": 2000, "temperature": 0, "ignore_eos": True}
 
 
 def read_first(url: str, k: int, **kwargs: Any) -> tuple[list[SseEvent], dict[str, str]]:
@@ -136,9 +137,10 @@ def test_disconnect_from_generate_cancels_and_frees_the_slot(live_url: str) -> N
 
 
 def test_disconnect_from_subscription_cancels_only_when_asked(live_url: str) -> None:
-    keep = submit(live_url, prompt="Keep going", max_new_tokens=300, temperature=0)
+    keep = submit(live_url, prompt="Keep going", max_new_tokens=300, temperature=0, ignore_eos=True)
     read_first(keep["stream_url"], 2)
-    assert final_status(live_url, keep["id"])["status"] == "finished"
+    kept = final_status(live_url, keep["id"])
+    assert kept["status"] == "finished" and kept["usage"]["completion_tokens"] == 300
     drop = submit(live_url, **LONG, cancel_on_disconnect=True)
     read_first(drop["stream_url"], 2)
     assert final_status(live_url, drop["id"])["status"] == "cancelled"

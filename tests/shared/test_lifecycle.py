@@ -64,22 +64,27 @@ def test_cancel_after_claim_flags_the_worker(r: redis.Redis) -> None:
     assert bus.read_events(r, req.request_id) == []  # the worker, not the API, ends a running request
 
 
+def run_out(r: redis.Redis, req: GenerationRequest) -> None:
+    """Let a lease run out without waiting for it: its expiry moves a minute into the past."""
+    r.zadd(keys.LEASES, {req.request_id: time.time() - 60}, xx=True)
+
+
 def test_expired_lease_requeues_then_fails_after_max_attempts(r: redis.Redis) -> None:
     req = queued(r)
     for attempt in range(1, 3):
-        assert lifecycle.claim(r, req, f"w{attempt}", lease_s=0.5)
+        assert lifecycle.claim(r, req, f"w{attempt}", lease_s=60)
         # The lease is still live: nothing to requeue yet.
         assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "skipped"
-        time.sleep(0.6)
+        run_out(r, req)
         assert req.request_id in lifecycle.expired_leases(r)
         assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "requeued"
         assert state_of(r, req).status == RequestStatus.QUEUED and state_of(r, req).worker_id is None
         assert bus.queue_position(r, req, ttl_s=60) == 0
-    assert lifecycle.claim(r, req, "w3", lease_s=0.5)
+    assert lifecycle.claim(r, req, "w3", lease_s=60)
     pipe = r.pipeline()
     bus.append_event(pipe, req.request_id, TokenEvent(index=0, text="partial"))
     pipe.execute()
-    time.sleep(0.6)
+    run_out(r, req)
     assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "failed"
     state = state_of(r, req)
     assert state.status == RequestStatus.FAILED and "3 workers" in (state.error or "")
@@ -90,12 +95,11 @@ def test_expired_lease_requeues_then_fails_after_max_attempts(r: redis.Redis) ->
 
 def test_renewed_lease_does_not_expire(r: redis.Redis) -> None:
     req = queued(r)
-    lifecycle.claim(r, req, "w", lease_s=1.0)
-    for _ in range(3):
-        time.sleep(0.4)
-        pipe = r.pipeline()
-        lifecycle.renew_leases(pipe, [req.request_id], lease_s=1.0)
-        pipe.execute()
+    lifecycle.claim(r, req, "w", lease_s=60)
+    run_out(r, req)
+    pipe = r.pipeline()
+    lifecycle.renew_leases(pipe, [req.request_id], lease_s=60)
+    pipe.execute()
     assert req.request_id not in lifecycle.expired_leases(r)
     pipe = r.pipeline()
     lifecycle.release(pipe, req.request_id)
@@ -114,12 +118,11 @@ def test_only_the_owner_hands_a_request_back(r: redis.Redis) -> None:
 
 def test_a_request_queued_too_long_is_dispatched_again_until_claimed(r: redis.Redis) -> None:
     req = queued(r)
-    assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=1)
-    time.sleep(0.6)
-    assert req.request_id in lifecycle.stale_dispatches(r, older_than_s=0.5)
-    assert lifecycle.redispatch(r, req.request_id, older_than_s=0.5)
-    assert not lifecycle.redispatch(r, req.request_id, older_than_s=0.5)  # just sent: not again yet
-    time.sleep(0.1)
+    assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=60)
+    r.zadd(keys.DISPATCH, {req.request_id: time.time() - 120})  # its task went out two minutes ago
+    assert req.request_id in lifecycle.stale_dispatches(r, older_than_s=60)
+    assert lifecycle.redispatch(r, req.request_id, older_than_s=60)
+    assert not lifecycle.redispatch(r, req.request_id, older_than_s=60)  # just sent: not again yet
     assert lifecycle.claim(r, req, "w", lease_s=60)
     assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=0)
     assert not lifecycle.redispatch(r, req.request_id, older_than_s=0)  # claimed: nothing to send

@@ -21,7 +21,7 @@ from shared.messages import (
     Usage,
     WorkerInfo,
 )
-from shared.settings import BUILTIN_MODEL, settings_from_env
+from shared.settings import BUILTIN_MODEL, SettingsError, settings_from_env
 
 USAGE = Usage(prompt_tokens=3, completion_tokens=5, total_tokens=8)
 MESSAGES: list[BaseModel] = [
@@ -107,3 +107,18 @@ def test_settings_read_the_environment() -> None:
     s = settings_from_env({"REDIS_URL": "redis://x:1/2", "MAX_BATCH": "3", "MODEL": "m", "STREAM_TTL": "60"})
     assert (s.redis_url, s.max_batch, s.model, s.stream_ttl_s) == ("redis://x:1/2", 3, "m", 60)
     assert settings_from_env({}).model == BUILTIN_MODEL
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [({"MAX_BATCH": "abc"}, "MAX_BATCH"), ({"ALLOW_PICKLE": "maybe"}, "ALLOW_PICKLE"), ({"PORT": "-1"}, "PORT")],
+)
+def test_a_bad_setting_names_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        settings_from_env(env)
+
+
+def test_booleans_and_lists_read_as_people_write_them() -> None:
+    s = settings_from_env({"ALLOW_PICKLE": "true", "AUTOLOAD": "1", "TRUSTED_MODELS": "a/b, c/d"})
+    assert s.allow_pickle and s.autoload and s.trusted_models == ("a/b", "c/d")
+    assert not settings_from_env({"ALLOW_PICKLE": "false"}).allow_pickle

@@ -51,14 +51,7 @@ def test_random_ids_concatenate_to_decode_of_all(tokenizer: Any) -> None:
 
 def test_stop_string_ends_text_before_it(tokenizer: Any) -> None:
     ids = tokenizer.encode("one two STOP three", add_special_tokens=False)
-    out = TextOutput(tokenizer, ["STOP"])
-    pieces = []
-    for t in ids:
-        pieces.append(out.push(t))
-        if out.stopped:
-            break
-    pieces.append(out.finish())
-    assert out.stopped
+    pieces = stream(tokenizer, ids, ["STOP"])
     assert "".join(pieces) == "one two "
     assert all("S" not in p for p in pieces)  # the held-back prefix of the stop string never leaked
 

@@ -1,0 +1,70 @@
+"""The sampler alone, on made-up logits: greedy, seeds, filters, penalties, min_tokens, logprobs."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.workers.engine.factories import EOS, make_seqs
+from workers.engine.sampler import Sampler, apply_repetition_penalty
+
+CPU = torch.device("cpu")
+
+
+def sampler() -> Sampler:
+    return Sampler(CPU, {EOS})
+
+
+def test_greedy_takes_the_argmax_of_each_row() -> None:
+    logits = torch.tensor([[0.0, 5.0, 1.0, 0.0], [3.0, 0.0, 0.0, 2.0]])
+    samples = sampler().sample(logits, make_seqs(2))
+    assert [s.token_id for s in samples] == [1, 0]
+    assert all(s.logprob is None for s in samples)
+
+
+def test_a_seeded_row_draws_the_same_token_whatever_shares_the_batch() -> None:
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    [seeded] = make_seqs(1, seed=7, temperature=1.0)
+    others = make_seqs(2, prefix="o")
+    alone = sampler().sample(logits[:1], [seeded])[0].token_id
+    for order in ([seeded, *others], [*others, seeded]):
+        row = order.index(seeded)
+        batch = torch.stack([logits[0] if s is seeded else logits[1 + i % 2] for i, s in enumerate(order)])
+        assert sampler().sample(batch, order)[row].token_id == alone
+
+
+def test_a_seed_gives_a_distribution_that_follows_the_probabilities() -> None:
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    counts = [0, 0, 0]
+    for seed in range(600):
+        [seq] = make_seqs(1, seed=seed, temperature=1.0)
+        counts[sampler().sample(logits, [seq])[0].token_id] += 1
+    assert counts[0] > counts[1] > counts[2] > 0  # about 420, 120, 60
+
+
+def test_min_tokens_holds_eos_off_until_enough_tokens() -> None:
+    logits = torch.zeros(1, 5)
+    logits[0, EOS] = 10.0
+    [seq] = make_seqs(1, min_tokens=2)
+    assert sampler().sample(logits, [seq])[0].token_id != EOS
+    seq.output_ids = [7, 8]
+    assert sampler().sample(logits, [seq])[0].token_id == EOS
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_tokens() -> None:
+    logits = torch.tensor([2.0, -2.0, 2.0])
+    out = apply_repetition_penalty(logits, [0, 1, 0], penalty=2.0)
+    assert out.tolist() == [1.0, -4.0, 2.0]
+    assert logits.tolist() == [2.0, -2.0, 2.0]  # the input is not changed
+
+
+def test_logprobs_of_the_chosen_token_and_the_top_alternatives() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    [seq] = make_seqs(1, logprobs=2)
+    [sample] = sampler().sample(logits, [seq])
+    assert sample.token_id == 0
+    assert abs((sample.logprob or 0) - torch.log(torch.tensor(0.5)).item()) < 1e-6
+    assert [t for t, _ in sample.top_logprobs or []] == [0, 1]
+
+
+def test_no_rows_no_samples() -> None:
+    assert sampler().sample(torch.zeros(0, 4), []) == []

@@ -1,0 +1,93 @@
+"""The scheduler alone, with no model: decodes first, prefill within the budget, chunking, retirement."""
+
+from __future__ import annotations
+
+from tests.workers.engine.factories import EOS, make_scheduler, make_seqs
+from workers.engine import SequenceStatus
+from workers.engine.scheduler import Schedule, Scheduler
+
+
+def step(scheduler: Scheduler, token: int = 50) -> Schedule:
+    """One schedule plus postprocess, every sampled sequence getting `token`."""
+    schedule = scheduler.schedule()
+    scheduler.postprocess(schedule, [token] * len(schedule.sampled))
+    return schedule
+
+
+def test_prefill_admits_first_come_first_served_up_to_the_slots() -> None:
+    scheduler = make_scheduler(max_batch=2, max_batch_tokens=64)
+    seqs = make_seqs(3)
+    for seq in seqs:
+        scheduler.add(seq)
+    schedule = scheduler.schedule()
+    assert [s.seq_id for s, _ in schedule.prefill] == ["s0", "s1"]  # two slots
+    assert [n for _, n in schedule.prefill] == [4, 4]
+    assert schedule.sampled == seqs[:2] and not schedule.decode
+    assert list(scheduler.waiting) == [seqs[2]]
+
+
+def test_decodes_come_first_and_prefill_fills_what_is_left_in_chunks() -> None:
+    scheduler = make_scheduler(max_batch=4, max_batch_tokens=6)
+    short, long_ = make_seqs(1, prompt_len=3)[0], make_seqs(1, prompt_len=10, prefix="L")[0]
+    scheduler.add(short)
+    step(scheduler)  # short is prefilled and has its first token
+    scheduler.add(long_)
+    schedule = step(scheduler)
+    assert schedule.decode == [short]
+    assert schedule.prefill == [(long_, 5)]  # 6 tokens of budget, one went to the decode
+    assert long_ not in schedule.sampled  # half a prompt: nothing to sample yet
+    schedule = step(scheduler)
+    assert schedule.prefill == [(long_, 5)] and long_ in schedule.sampled  # the rest of it
+    assert long_.num_cached == 10 and long_.output_ids == [50]
+
+
+def test_postprocess_counts_cached_tokens_and_retires_on_length_and_eos() -> None:
+    scheduler = make_scheduler()
+    a, b = make_seqs(2, max_new_tokens=2)
+    scheduler.add(a)
+    scheduler.add(b)
+    step(scheduler)
+    assert a.num_cached == 4 and a.output_ids == [50]
+    schedule = scheduler.schedule()
+    scheduler.postprocess(schedule, [EOS, 51])  # a samples EOS, b reaches max_new_tokens
+    assert a.status is SequenceStatus.FINISHED_STOPPED
+    assert b.status is SequenceStatus.FINISHED_LENGTH
+    assert a.num_cached == 5 and scheduler.slots.num_free == 4 and not scheduler.running
+
+
+def test_ignore_eos_and_the_context_limit() -> None:
+    scheduler = make_scheduler(max_model_len=7)
+    [seq] = make_seqs(1, max_new_tokens=100, ignore_eos=True)
+    scheduler.add(seq)
+    step(scheduler, token=EOS)
+    assert seq.status is SequenceStatus.RUNNING  # EOS ignored
+    step(scheduler, token=EOS)
+    step(scheduler, token=EOS)
+    assert seq.num_tokens == 7 and seq.status is SequenceStatus.FINISHED_LENGTH
+
+
+def test_finish_frees_the_slot_of_a_waiting_or_running_sequence() -> None:
+    scheduler = make_scheduler(max_batch=1)
+    running, waiting = make_seqs(2)
+    scheduler.add(running)
+    scheduler.add(waiting)
+    step(scheduler)
+    scheduler.finish(waiting, SequenceStatus.FINISHED_ABORTED)
+    assert not scheduler.waiting
+    scheduler.finish(running, SequenceStatus.FINISHED_STOPPED)
+    assert scheduler.slots.num_free == 1 and running.slot is None and not scheduler.has_work()
+
+
+def test_decodes_are_sorted_by_slot_so_contiguous_slots_read_in_place() -> None:
+    scheduler = make_scheduler(max_batch=3, max_batch_tokens=64)
+    seqs = make_seqs(3)
+    for seq in seqs:
+        scheduler.add(seq)
+    step(scheduler)
+    scheduler.finish(seqs[0], SequenceStatus.FINISHED_ABORTED)
+    [late] = make_seqs(1, prefix="late")
+    scheduler.add(late)
+    step(scheduler)  # late takes the freed lowest slot
+    schedule = scheduler.schedule()
+    assert [s.slot for s in schedule.decode] == [0, 1, 2]
+    assert schedule.decode[0] is late
