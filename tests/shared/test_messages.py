@@ -111,7 +111,11 @@ def test_settings_read_the_environment() -> None:
 
 @pytest.mark.parametrize(
     ("env", "named"),
-    [({"MAX_BATCH": "abc"}, "MAX_BATCH"), ({"ALLOW_PICKLE": "maybe"}, "ALLOW_PICKLE"), ({"PORT": "-1"}, "PORT")],
+    [
+        ({"MAX_BATCH": "abc"}, "MAX_BATCH"),
+        ({"ALLOW_PICKLE": "maybe"}, "ALLOW_PICKLE"),
+        ({"PORT": "-1"}, "PORT"),
+    ],
 )
 def test_a_bad_setting_names_its_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
