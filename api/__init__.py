@@ -10,12 +10,13 @@ from typing import Any
 from celery import Celery
 from flask import Flask
 
-from api import cluster, errors, health, openapi
+from api import cluster, errors, health, http_limits, openapi
 from api.generation import routes as generation
 from api.models import routes as models
 from api.openai import routes as openai
 from api.streaming import routes as streaming
 from api.streaming.fanout import StreamFanout
+from api.streaming.websocket import MAX_MESSAGE_BYTES
 from shared import bus
 from shared.settings import Settings, get_settings
 
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app = Flask(__name__)
     # WebSocket pings keep idle streams open through proxies, as SSE comments do.
     app.config.update(
-        MAX_CONTENT_LENGTH=1024 * 1024, SOCK_SERVER_OPTIONS={"ping_interval": s.sse_heartbeat_s}
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        SOCK_SERVER_OPTIONS={"ping_interval": s.sse_heartbeat_s, "max_message_size": MAX_MESSAGE_BYTES},
     )
     if test_config:
         app.config.update(test_config)
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     celery.conf.update(broker_connection_retry_on_startup=True, task_send_sent_event=True)
     app.extensions["tw_celery"] = celery
     errors.register(app)
+    http_limits.install(app)
     for blueprint in (
         health.bp,
         cluster.bp,

@@ -18,7 +18,14 @@ def _reject_constant(name: str) -> Any:
 
 
 def read_json_object() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    """The request body as a JSON object; 415 unless it is sent as application/json, 400 that says
+    what is wrong with it otherwise."""
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        sent = request.mimetype or "no Content-Type"
+        raise ApiError(
+            415, f"send the body as JSON with Content-Type: application/json (got {sent})",
+            code="unsupported_media_type",
+        )  # fmt: skip
     raw = request.get_data(cache=True)
     try:
         body = json.loads(raw, parse_constant=_reject_constant)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import redis
 from flask import Flask, Response, jsonify
@@ -64,12 +65,15 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(redis.RedisError)
     def _redis_down(exc: redis.RedisError) -> Response:
-        log.warning("redis unavailable: %s", exc)
-        response = error_response(503, f"the queue (Redis) is unavailable: {exc}", code="redis_unavailable")
+        log.warning("redis unavailable: %s", exc)  # the address stays in the log
+        response = error_response(
+            503, "the queue (Redis) is unavailable; retry later", code="redis_unavailable"
+        )
         response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(500, f"internal error: {type(exc).__name__}")
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error (incident %s)", incident)
+        return error_response(500, f"internal error; the server log has the details (incident {incident})")

@@ -10,7 +10,8 @@ from shared.settings import get_settings
 
 _s = get_settings()
 bind = f"0.0.0.0:{_s.port}"
-worker_class = _s.api_worker_class
+# gevent: our subclass caps connections per client address (api/http_worker.py).
+worker_class = "api.http_worker.GuardedGeventWorker" if _s.api_worker_class == "gevent" else "gthread"
 workers = 1
 threads = _s.api_threads  # gthread
 worker_connections = _s.api_threads  # gevent

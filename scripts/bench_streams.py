@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from devtools.embedded_redis import EmbeddedRedis, free_port
-from shared import bus, lifecycle
+from shared import admission, bus, lifecycle
 from shared.messages import (
     DoneEvent,
     FinishReason,
@@ -120,7 +120,7 @@ async def measure(port: int, master_pid: int, redis_url: str, n: int, seconds: f
             params=SamplingParams(),
             created_at=time.time(),
         )
-        bus.save_request(r, req, ttl_s=600)
+        admission.admit(r, [req], ttl_s=600)
         lifecycle.claim(r, req, "bench-writer", lease_s=600)  # running: the relay sends no queue updates
         ids.append(req.request_id)
     worker_pid = gunicorn_worker_pid(master_pid)

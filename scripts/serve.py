@@ -45,9 +45,9 @@ def main() -> int:
     env["PYTHONPATH"] = str(PROJECT_ROOT)
     redis_server = None
     if not env.get("REDIS_URL"):
-        redis_server = EmbeddedRedis(s.cache_dir / "redis").start()
+        redis_server = EmbeddedRedis(s.cache_dir / "redis", appendonly=True).start()
         env["REDIS_URL"] = redis_server.url
-        print(f"embedded Redis on {redis_server.url}; it keeps nothing across restarts", flush=True)
+        print(f"embedded Redis on {redis_server.url}, data in {redis_server.data_dir}", flush=True)
     cmd = [
         "honcho",
         "start",

@@ -38,18 +38,6 @@ def entry_id(index: int) -> str:
     return f"{index + 1}-0"
 
 
-def save_request(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> None:
-    """Store a new request (queued) in its hash, expiring after ttl_s."""
-    key = keys.request_key(request.request_id)
-    pipe = r.pipeline(transaction=True)
-    fields: dict[str, str] = {"request": request.model_dump_json(), **state_fields(RequestState())}
-    pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-    pipe.expire(key, ttl_s)
-    enqueue_waiting(pipe, request)
-    pipe.zadd(keys.DISPATCH, {request.request_id: request.created_at})
-    pipe.execute()
-
-
 @dataclass(frozen=True)
 class StoredRequest:
     """A request as its hash holds it: what was asked, and how far it has got."""
@@ -96,6 +84,11 @@ def expire_request(pipe: Pipeline, request_id: str, ttl_s: int) -> None:
     pipe.expire(keys.stream_key(request_id), ttl_s)
 
 
+def delete_request(pipe: Pipeline, request_id: str) -> None:
+    """Queue the removal of a request's hash and stream."""
+    pipe.delete(keys.request_key(request_id), keys.stream_key(request_id))
+
+
 def read_events(
     r: redis.Redis,
     request_id: str,
@@ -122,11 +115,6 @@ def decode_event(fields: dict[str, str]) -> StreamEvent:
     return event
 
 
-def enqueue_waiting(pipe: Pipeline, request: GenerationRequest) -> None:
-    """Queue the request's entry in its model's waiting set (for its queue position)."""
-    pipe.zadd(keys.waiting_key(request.model), {request.request_id: request.created_at})
-
-
 def num_waiting(r: redis.Redis, model: str) -> int:
     """Requests of a model that wait for a worker."""
     client: Any = r
@@ -140,8 +128,3 @@ def queue_position(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> in
     client.zremrangebyscore(key, "-inf", time.time() - ttl_s)  # entries of requests that expired unclaimed
     rank = client.zrank(key, request.request_id)
     return None if rank is None else int(rank)
-
-
-def queue_cancel_check(pipe: Pipeline, request_ids: list[str]) -> None:
-    """Queue an MGET of the cancel flags of these requests; its reply lists a value per id."""
-    pipe.mget([keys.cancel_key(rid) for rid in request_ids])

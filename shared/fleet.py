@@ -49,6 +49,20 @@ def model_states(r: redis.Redis) -> dict[str, list[ModelState]]:
     }
 
 
+def forget_model_states(r: redis.Redis, model: str, worker_ids: list[str]) -> None:
+    """Remove some workers' records of one model."""
+    if worker_ids:
+        r.hdel(keys.model_state_key(model), *worker_ids)
+
+
+def forget_model(r: redis.Redis, model: str) -> None:
+    """Remove a model from the known models, with whatever records it has left."""
+    pipe = r.pipeline(transaction=False)
+    pipe.srem(keys.MODELS, model)
+    pipe.delete(keys.model_state_key(model))
+    pipe.execute()
+
+
 def read_model_events(r: redis.Redis, after: str, block_ms: int) -> list[tuple[str, ModelState]]:
     """Model state changes after stream id `after` ("$": only new ones), waiting up to block_ms."""
     client: Any = r

@@ -10,32 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-import weakref
 from typing import Any
 
 import redis
-from redis.commands.core import Script
 
 from shared import bus, keys
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
-
-# Lua: end a request with an error event after its last event, and mark it failed. Scripts that fail
-# a request start with this.
-_FAIL_FN = """
-local function fail(hash, stream, message, now, ttl)
-  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  local index = 0
-  if #last > 0 then index = tonumber(string.match(last[1][1], '^(%d+)')) end
-  local event = cjson.encode({v=1, type='error', index=index, message=message})
-  redis.call('XADD', stream, (index + 1) .. '-0', 'data', event)
-  redis.call('HSET', hash, 'status', '"failed"', 'finish_reason', '"error"',
-             'error', cjson.encode(message), 'finished_at', now)
-  redis.call('EXPIRE', hash, ttl)
-  redis.call('EXPIRE', stream, ttl)
-end
-"""
-
-_FINAL = "status == '\"finished\"' or status == '\"cancelled\"' or status == '\"failed\"'"
+from shared.scripts import FAIL_FN, FINAL, run_script
 
 # KEYS: hash, waiting set, leases, dispatch. ARGV: request id, '"running"', worker id (JSON), lease expiry.
 _CLAIM = """
@@ -45,19 +26,6 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'worker_id', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-return 1
-"""
-
-# KEYS: hash, dispatch. ARGV: request id, now, resend-after seconds. 1: enqueue its task again.
-_REDISPATCH = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= '"queued"' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 0
-end
-local sent = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if sent and tonumber(sent) > tonumber(ARGV[2]) - tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
@@ -76,7 +44,7 @@ if status == '"queued"' then
   return 'queued'
 end
 if not ("""
-    + _FINAL
+    + FINAL
     + """) then
   redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
 end
@@ -88,11 +56,11 @@ return cjson.decode(status)
 # id handing it back), max attempts, created_at, ttl, error message.
 # Returns 'requeued', 'failed' or 'skipped'.
 _REQUEUE = (
-    _FAIL_FN
+    FAIL_FN
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or """
-    + _FINAL
+    + FINAL
     + """ then
   redis.call('ZREM', KEYS[4], ARGV[1])
   return 'skipped'
@@ -118,40 +86,23 @@ return 'requeued'
 )
 
 
-# KEYS: hash, stream, waiting set, dispatch. ARGV: request id, now, ttl, error message.
-# Fails a request that is still queued (its model went away); 1 if it did.
-_FAIL_QUEUED = (
-    _FAIL_FN
-    + """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= '"queued"' then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return 0
+# KEYS: each running request's hash then its cancel flag. Returns, per request: "gone" when its record
+# is missing (expired, or lost with Redis's data), "cancel" when it was cancelled, else "".
+_CHECK_RUNNING = """
+local out = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 0 then out[#out + 1] = 'gone'
+  elseif redis.call('EXISTS', KEYS[i + 1]) == 1 then out[#out + 1] = 'cancel'
+  else out[#out + 1] = '' end
 end
-fail(KEYS[1], KEYS[2], ARGV[4], ARGV[2], ARGV[3])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-return 1
+return out
 """
-)
-
-
-_registered: weakref.WeakKeyDictionary[redis.Redis, dict[str, Script]] = weakref.WeakKeyDictionary()
-
-
-def _eval(r: redis.Redis, source: str, keys_: list[str], *args: Any) -> Any:
-    """Run one of this module's scripts by its SHA (loaded once per server, through register_script)."""
-    scripts = _registered.setdefault(r, {})
-    script = scripts.get(source)
-    if script is None:
-        script = scripts[source] = r.register_script(source)
-    return script(keys=keys_, args=args)
 
 
 def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: float) -> bool:
     """Take a queued request to run it, with a lease of lease_s; False if it is not queued."""
     rid = request.request_id
-    result = _eval(
+    result = run_script(
         r,
         _CLAIM,
         [keys.request_key(rid), keys.waiting_key(request.model), keys.LEASES, keys.DISPATCH],
@@ -178,7 +129,7 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
         usage=done.usage,
     )
     pairs = [x for item in bus.state_fields(state, only_set=True).items() for x in item]
-    result: str = _eval(
+    result: str = run_script(
         r,
         _CANCEL,
         [keys.request_key(rid), keys.stream_key(rid), keys.waiting_key(request.model), keys.cancel_key(rid)],
@@ -188,6 +139,13 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
         *pairs,
     )
     return result
+
+
+def check_running(pipe: bus.Pipeline, request_ids: list[str]) -> None:
+    """Queue the check of running requests; its reply lists, per id, "gone" (no record: stop, write
+    nothing), "cancel" (its cancel flag is set) or "" (carry on)."""
+    names = [k for rid in request_ids for k in (keys.request_key(rid), keys.cancel_key(rid))]
+    run_script(pipe, _CHECK_RUNNING, names)
 
 
 def renew_leases(pipe: bus.Pipeline, request_ids: list[str], lease_s: float) -> None:
@@ -219,7 +177,7 @@ def requeue(
     """
     rid = request.request_id
     message = f"request failed on {max_attempts} workers in turn (each stopped while running it)"
-    result: str = _eval(
+    result: str = run_script(
         r,
         _REQUEUE,
         [
@@ -238,45 +196,3 @@ def requeue(
         message,
     )
     return result
-
-
-def stale_dispatches(r: redis.Redis, older_than_s: float) -> list[str]:
-    """Queued requests whose task was last enqueued more than older_than_s ago."""
-    client: Any = r
-    ids: list[str] = client.zrangebyscore(keys.DISPATCH, "-inf", time.time() - older_than_s)
-    return ids
-
-
-def redispatch(r: redis.Redis, request_id: str, older_than_s: float) -> bool:
-    """True when a still-queued request's task should be enqueued again (and marks it sent now).
-
-    The broker can lose a message: kombu's Redis transport pops it, then records it as
-    unacknowledged in a second step, and a worker killed in between takes it along. A copy is
-    harmless (claiming is atomic), so a request queued this long gets its task sent again.
-    """
-    result = _eval(
-        r, _REDISPATCH, [keys.request_key(request_id), keys.DISPATCH], request_id, time.time(), older_than_s
-    )
-    return bool(result)
-
-
-def fail_queued(r: redis.Redis, model: str, message: str, ttl_s: int) -> int:
-    """Fail every request still queued for `model` with an error event saying why; returns how many.
-
-    For a model nobody serves any more (unloaded): its requests must end, not wait forever.
-    """
-    client: Any = r
-    failed = 0
-    for rid in client.zrange(keys.waiting_key(model), 0, -1):
-        failed += int(
-            _eval(
-                r,
-                _FAIL_QUEUED,
-                [keys.request_key(rid), keys.stream_key(rid), keys.waiting_key(model), keys.DISPATCH],
-                rid,
-                time.time(),
-                ttl_s,
-                message,
-            )
-        )
-    return failed

@@ -36,7 +36,7 @@ def check_model_name(name: str, settings: Settings) -> str:
         root = settings.model_dir.resolve()
         target = (root / name).resolve() if not name.startswith("/") else Path(name).resolve()
         if not target.is_relative_to(root):
-            raise InvalidModelName(f"model path {name!r} is outside MODEL_DIR ({root})")
+            raise InvalidModelName(f"model path {name!r} is outside MODEL_DIR")
         return name
     if ".." in name or not _HUB_ID.match(name):
         raise InvalidModelName(f"{name!r} is not a Hub model id (owner/name) nor a path under MODEL_DIR")

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     api_worker_class: Literal["gevent", "gthread"] = _env("API_WORKER_CLASS", "gevent")
     api_threads: int = _env("API_THREADS", 600, "open connections (streams) per API process", ge=1)
     public_url: str = _env("PUBLIC_URL", "", "base of stream_url / websocket_url; '' uses the request's host")
+    body_timeout_s: float = _env("BODY_TIMEOUT", 10.0, "a request body must arrive within this", gt=0)
+    max_connections_per_client: int = _env(
+        "MAX_CONNECTIONS_PER_CLIENT", 64, "open connections per client address (0: no cap)", ge=0
+    )
+    enable_nobatch: bool = _env("ENABLE_NOBATCH", False, "serve /v1/generate_nobatch (it stalls the batch)")
+    max_choices: int = _env("MAX_CHOICES", 64, "generations (prompts x n) one request may ask for", ge=1)
+    failed_load_ttl_s: float = _env("FAILED_LOAD_TTL", 600.0, "how long a failed load stays listed", gt=0)
 
     @field_validator("trusted_models", mode="before")
     @classmethod

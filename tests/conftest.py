@@ -54,6 +54,7 @@ def server_env(redis_url: str, cache_dir: Path) -> dict[str, str]:
         PYTHONPATH=str(PROJECT_ROOT),
         OMP_NUM_THREADS="1",
         TOKENIZERS_PARALLELISM="false",
+        ENABLE_NOBATCH="1",  # test_pipeline compares batched text with the baseline's
     )
     return env
 

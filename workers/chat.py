@@ -1,19 +1,12 @@
-"""A request's prompt as token ids: the prompt text, or chat messages through the tokenizer's template.
-
-A tokenizer without a chat template gets FALLBACK_TEMPLATE: each message as `<role>: <content>`
-on its own line, then `assistant:` to prompt the reply.
-"""
+"""A request's prompt as token ids: the prompt text, or chat messages through the tokenizer's template
+(shared/chat_template.py's fallback for a tokenizer without one)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from shared.chat_template import FALLBACK_TEMPLATE
 from shared.messages import GenerationRequest
-
-FALLBACK_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
 
 
 def prompt_ids(tokenizer: Any, request: GenerationRequest) -> list[int]:

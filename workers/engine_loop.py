@@ -17,6 +17,7 @@ import redis
 
 from shared import lifecycle
 from shared.messages import FinishReason, GenerationRequest, Usage
+from shared.redact import redact
 from shared.settings import Settings
 from workers.engine import LLMEngine, SamplingOptions, SequenceStatus, StepOutput
 from workers.request_stream import ActiveRequest, StreamWrites
@@ -67,11 +68,11 @@ class EngineLoop:
                     continue
                 step_started = time.time()
                 outputs = self.engine.step()
-                cancelled = self._publish(outputs, step_started)
-                self._apply_stops(cancelled)
+                checks = self._publish(outputs, step_started)
+                self._apply_checks(checks)
             except Exception as exc:  # one bad step must not kill the worker: fail what it touched
                 log.exception("engine step failed")
-                self._fail_all(f"engine error: {exc}")
+                self._fail_all(f"engine error: {redact(str(exc))}")
 
     def _run_jobs(self, block: bool) -> None:
         """Run the jobs in the inbox; wait for the first when idle."""
@@ -122,20 +123,21 @@ class EngineLoop:
 
     # --- a step's results ---
 
-    def _publish(self, outputs: list[StepOutput], step_started: float) -> list[str]:
+    def _publish(self, outputs: list[StepOutput], step_started: float) -> dict[str, str]:
         """Append every request's new text, and the end of finished ones, in one round trip; the same
-        round trip reads the cancel flags of the requests still running. Returns the cancelled ids."""
+        round trip checks the requests still running. Returns {id: "gone" or "cancel"} for those that
+        must stop."""
         writes = self._writes()
         now = time.time()
         ended = [a for out in outputs if (a := self._record(writes, out, step_started, now)) is not None]
         ended_ids = {a.request_id for a in ended}
         running = [rid for rid in self._active if rid not in ended_ids]
-        writes.check_cancels(running)
+        writes.check_running(running)
         replies = writes.apply(self.redis, self.keep_trying)
         for active in ended:
             self._finished(active, now)
-        flags: list[str | None] = replies[-1] if running else []  # type: ignore[assignment]
-        return [rid for rid, flag in zip(running, flags, strict=True) if flag is not None]
+        checks: list[str] = replies[-1] if running else []  # type: ignore[assignment]
+        return {rid: check for rid, check in zip(running, checks, strict=True) if check}
 
     def _record(
         self, writes: StreamWrites, out: StepOutput, step_started: float, now: float
@@ -161,11 +163,16 @@ class EngineLoop:
         writes.end(active, reason, usage, now, largest_batch=out.largest_batch)
         return active
 
-    def _apply_stops(self, cancelled: list[str]) -> None:
-        """Stop the requests whose cancel flag was set, then those past their own timeout."""
-        for rid in cancelled:
-            if rid in self._active:
-                self._stop(self._active[rid], FinishReason.CANCELLED)
+    def _apply_checks(self, checks: dict[str, str]) -> None:
+        """Drop the requests whose record is gone, stop the cancelled ones, then those past their timeout."""
+        for rid, check in checks.items():
+            active = self._active.get(rid)
+            if active is None:
+                continue
+            if check == "gone":
+                self._drop(active)
+            else:
+                self._stop(active, FinishReason.CANCELLED)
         now = time.time()
         for active in list(self._active.values()):
             if active.deadline is not None and now >= active.deadline:
@@ -183,6 +190,17 @@ class EngineLoop:
         writes.end(active, reason, usage, now)
         writes.apply(self.redis, self.keep_trying)
         self._finished(active, now)
+
+    def _drop(self, active: ActiveRequest) -> None:
+        """Stop generating for a request whose record is gone (expired, or lost with Redis's data):
+        nobody can read what it would write, so nothing is written but the cleanup."""
+        log.warning("request %s: its record is gone; generation stops", active.request_id)
+        self.engine.abort(active.request_id)
+        writes = self._writes()
+        writes.forget(active)
+        writes.apply(self.redis, self.keep_trying)
+        self._active.pop(active.request_id, None)
+        active.done.set()
 
     def _end(self, active: ActiveRequest, reason: FinishReason, error: str | None = None) -> None:
         """End one request outside a normal step (refused or failed), and wake its task."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared import bus, keys, lifecycle
+from shared import admission, bus, keys, lifecycle
 from shared.messages import GenerationRequest
 from shared.settings import Settings
 
@@ -38,11 +38,11 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
         if result != "skipped":
             log.warning("request %s lost its worker: %s", rid, result)
             handled.append(rid)
-    for rid in lifecycle.stale_dispatches(r, settings.redispatch_after_s):
+    for rid in admission.stale_dispatches(r, settings.redispatch_after_s):
         stored = bus.load_request(r, rid)
         if stored is None:
             r.zrem(keys.DISPATCH, rid)
-        elif lifecycle.redispatch(r, rid, settings.redispatch_after_s):
+        elif admission.redispatch(r, rid, settings.redispatch_after_s):
             log.warning(
                 "request %s still queued after %.0f s: its task is sent again",
                 rid,

@@ -127,10 +127,16 @@ class StreamWrites:
         self._writes.add(bus.expire_request, rid, self.ttl_s)
         self._writes.add(lifecycle.release, rid)
 
-    def check_cancels(self, request_ids: list[str]) -> None:
-        """Read these requests' cancel flags in the same round trip: the last reply lists one per id."""
+    def check_running(self, request_ids: list[str]) -> None:
+        """Check these running requests in the same round trip: the last reply lists, per id, "gone",
+        "cancel" or "" (see shared.lifecycle.check_running)."""
         if request_ids:
-            self._writes.add(bus.queue_cancel_check, request_ids)
+            self._writes.add(lifecycle.check_running, request_ids)
+
+    def forget(self, active: ActiveRequest) -> None:
+        """A request whose record is gone: remove what this step's writes recreated, and its lease."""
+        self._writes.add(bus.delete_request, active.request_id)
+        self._writes.add(lifecycle.release, active.request_id)
 
     def apply(self, client: redis.Redis, keep_trying: Callable[[], bool]) -> list[object]:
         """Apply every write, waiting out a Redis outage while keep_trying() says so; replies in order."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from shared import bus, fleet, lifecycle
+from shared import admission, bus, fleet
 from shared.messages import (
     LOAD_PENDING,
     PENDING_FRESH_S,
@@ -25,6 +25,7 @@ from shared.messages import (
     ModelLoadState,
     ModelState,
 )
+from shared.redact import redact
 from shared.settings import Settings
 from workers.heartbeat import Heartbeat, new_worker_id
 from workers.model_fit import check_fit, describe_model
@@ -107,8 +108,9 @@ class WorkerRuntime:
                 self._serve(model)
             except Exception as exc:  # any failure is reported with its reason; the worker lives on
                 log.exception("loading %s failed", model)
-                self._publish(model, ModelLoadState.FAILED, "failed", 0.0, reason=str(exc))
-                self._fail_orphans(model, f"model {model!r} failed to load: {exc}")
+                reason = redact(str(exc), keep=(model,))  # the log keeps the whole message
+                self._publish(model, ModelLoadState.FAILED, "failed", 0.0, reason=reason)
+                self._fail_orphans(model, f"model {model!r} failed to load: {reason}")
             finally:
                 self.loading = None
 
@@ -124,7 +126,7 @@ class WorkerRuntime:
         others = [w for w in fleet.list_workers(self.redis) if w.worker_id != self.worker_id]
         if any(w.model == model for w in others):
             return
-        failed = lifecycle.fail_queued(self.redis, model, reason, self.settings.stream_ttl_s)
+        failed = admission.fail_queued(self.redis, model, reason, self.settings.stream_ttl_s)
         if failed:
             log.warning("failed %d requests queued for %s: %s", failed, model, reason)
 

@@ -123,7 +123,17 @@ class TtftRelay(Relay):
 @bp.post("/generate_nobatch")
 @documented(body=SubmitBody, description="the whole text", errors=(404, 429, 504))
 def generate_nobatch() -> Response:
-    """Generate one request alone (no batching) and return its whole text as JSON."""
+    """Generate one request alone (no batching) and return its whole text as JSON.
+
+    Off unless ENABLE_NOBATCH=1: it holds the worker's model for the whole generation, so every
+    batched request on that worker stalls meanwhile. For benchmarks, not for serving.
+    """
+    if not context.settings().enable_nobatch:
+        raise ApiError(
+            404,
+            "the no-batching baseline is off on this server (ENABLE_NOBATCH=1 turns it on, for benchmarks)",
+            code="disabled",
+        )
     gen = submit(parse_body(SubmitBody), task_name=keys.GENERATE_NOBATCH_TASK)
     deadline = time.monotonic() + NOBATCH_TIMEOUT_S
     text = []

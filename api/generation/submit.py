@@ -1,40 +1,52 @@
-"""Validate a generation body, store the request in Redis, and enqueue its id on its model's queue."""
+"""Turn validated bodies into stored, queued requests: resolve the model, check the limits, then admit
+every request of a submission at once (or none) and enqueue their ids on the model's queue."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from dataclasses import dataclass
 
 from api import context
 from api.errors import ApiError
 from api.generation.schemas import SubmitBody
-from api.generation.token_limits import count_prompt_tokens
+from api.generation.token_limits import prompt_counter
 from api.models import catalog
-from shared import bus, fleet, keys
+from shared import admission, fleet, keys
 from shared.messages import ChatMessage, GenerationRequest, SamplingParams, WorkerInfo
 
+log = logging.getLogger(__name__)
 
-def check_limits(model: str, prompt: str, max_new_tokens: int, workers: list[WorkerInfo]) -> None:
-    """429 when the model's queue is full; 400 when the prompt and max_new_tokens cannot fit its context."""
+
+@dataclass(frozen=True)
+class Choice:
+    """One generation of a submission: its sampling and its prompt (text or chat messages)."""
+
+    params: SamplingParams
+    prompt: str = ""
+    messages: list[ChatMessage] | None = None
+
+
+def context_of(model: str, workers: list[WorkerInfo]) -> int | None:
+    """The smallest context among the ready workers of a model; None when none is ready yet."""
+    contexts = [
+        w.max_model_len for w in workers if w.model == model and w.state == "ready" and w.max_model_len
+    ]
+    return min(contexts) if contexts else None
+
+
+def check_context(model: str, choice: Choice, workers: list[WorkerInfo]) -> None:
+    """400 when max_new_tokens, or the prompt (chat template included) with it, cannot fit the context."""
     s = context.settings()
+    max_new_tokens, messages = choice.params.max_new_tokens, choice.messages
     if max_new_tokens > s.max_new_tokens_limit:
         raise ApiError(
             400, f"max_new_tokens: at most {s.max_new_tokens_limit}", param="max_new_tokens", code="too_large"
         )
-    waiting = bus.num_waiting(context.redis_client(), model)
-    if waiting >= s.max_queued:
-        raise ApiError(
-            429,
-            f"{waiting} requests already wait for {model!r} (MAX_QUEUED is {s.max_queued}); retry later",
-            code="queue_full",
-            headers={"Retry-After": "5"},
-        )
-    contexts = [
-        w.max_model_len for w in workers if w.model == model and w.state == "ready" and w.max_model_len
-    ]
-    if not contexts:
+    max_len = context_of(model, workers)
+    if max_len is None:
         return  # no worker to ask yet: the worker that takes it refuses what cannot fit
-    max_len = min(contexts)
     if max_new_tokens >= max_len:
         raise ApiError(
             400,
@@ -42,13 +54,17 @@ def check_limits(model: str, prompt: str, max_new_tokens: int, workers: list[Wor
             param="max_new_tokens",
             code="too_large",
         )
-    n_prompt = count_prompt_tokens(model, prompt, s) if prompt else None
+    counter = prompt_counter(model, s)
+    if counter is None:
+        return
+    n_prompt = counter.count_chat(messages) if messages else counter.count(choice.prompt)
     if n_prompt is not None and n_prompt + max_new_tokens > max_len:
+        param = "messages" if messages else "prompt"
         raise ApiError(
             400,
-            f"prompt: {n_prompt} tokens; with max_new_tokens {max_new_tokens} that exceeds "
+            f"{param}: {n_prompt} tokens; with max_new_tokens {max_new_tokens} that exceeds "
             f"the context of {max_len} (at most {max_len - max_new_tokens} prompt tokens)",
-            param="prompt",
+            param=param,
             code="context_length_exceeded",
         )
 
@@ -81,41 +97,69 @@ def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
     )
 
 
-def submit_generation(
+def prepare(
     model: str | None,
-    params: SamplingParams,
+    choices: list[Choice],
     *,
-    prompt: str = "",
-    messages: list[ChatMessage] | None = None,
     cancel_on_disconnect: bool = False,
     timeout_s: float | None = None,
-    task_name: str = keys.GENERATE_TASK,
-) -> GenerationRequest:
-    """Check the limits, store the request (queued) and enqueue its id by task name."""
+) -> list[GenerationRequest]:
+    """New requests for the model, one per choice, each checked against its context; nothing is stored.
+    400 past MAX_CHOICES generations, before any other work."""
+    s = context.settings()
+    if len(choices) > s.max_choices:
+        raise ApiError(
+            400,
+            f"{len(choices)} generations asked for (prompts x n); at most {s.max_choices} per request",
+            code="too_many_choices",
+        )
     name, workers = resolve_model(model)
-    check_limits(name, prompt, params.max_new_tokens, workers)
-    gen = GenerationRequest(
-        request_id=uuid.uuid4().hex,
-        model=name,
-        prompt=prompt,
-        messages=messages,
-        params=params,
-        created_at=time.time(),
-        cancel_on_disconnect=cancel_on_disconnect,
-        timeout_s=timeout_s,
-    )
-    bus.save_request(context.redis_client(), gen, context.settings().stream_ttl_s)
-    context.celery().send_task(task_name, args=[gen.request_id], queue=keys.queue_name(name))
-    return gen
+    for choice in choices:
+        check_context(name, choice, workers)
+    now = time.time()
+    return [
+        GenerationRequest(
+            request_id=uuid.uuid4().hex,
+            model=name,
+            prompt=choice.prompt,
+            messages=choice.messages,
+            params=choice.params,
+            created_at=now,
+            cancel_on_disconnect=cancel_on_disconnect,
+            timeout_s=timeout_s,
+        )
+        for choice in choices
+    ]
+
+
+def enqueue(gens: list[GenerationRequest], task_name: str = keys.GENERATE_TASK) -> None:
+    """Admit every request of one submission in one atomic step, then send their tasks.
+
+    All or nothing: 429 (nothing stored) when the model's queue has no room for all of them. If
+    sending a task fails after that, the request is not lost: it is sent again (REDISPATCH_AFTER).
+    """
+    s = context.settings()
+    model = gens[0].model
+    if not admission.admit(context.redis_client(), gens, s.stream_ttl_s, max_queued=s.max_queued):
+        raise ApiError(
+            429,
+            f"no room for {len(gens)} more requests for {model!r} (MAX_QUEUED is {s.max_queued}); "
+            "nothing was queued; retry later",
+            code="queue_full",
+            headers={"Retry-After": "5"},
+        )
+    celery = context.celery()
+    for gen in gens:
+        celery.send_task(task_name, args=[gen.request_id], queue=keys.queue_name(model))
 
 
 def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationRequest:
     """Submit a /v1/requests-style body."""
-    return submit_generation(
+    [gen] = prepare(
         body.model,
-        body.sampling(),
-        prompt=body.prompt,
+        [Choice(body.sampling(), prompt=body.prompt)],
         cancel_on_disconnect=body.cancel_on_disconnect,
         timeout_s=body.timeout,
-        task_name=task_name,
     )
+    enqueue([gen], task_name)
+    return gen

@@ -40,7 +40,7 @@ def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
     when a load failed (with the reasons), else unloaded.
     """
     workers = {w.worker_id: w for w in fleet.list_workers(r)}
-    states = fleet.model_states(r)
+    states = _without_old_failures(r, fleet.model_states(r), workers)
     for w in workers.values():  # a worker started with MODEL has no load record: it is ready
         if w.model and w.model not in states:
             states[w.model] = []
@@ -73,6 +73,25 @@ def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _without_old_failures(
+    r: redis.Redis, states: dict[str, list[ModelState]], workers: dict[str, WorkerInfo]
+) -> dict[str, list[ModelState]]:
+    """The states, after forgetting failed loads older than FAILED_LOAD_TTL (a name that never existed
+    would otherwise stay listed forever); a model left with no record and no worker is forgotten."""
+    cutoff = time.time() - context.settings().failed_load_ttl_s
+    kept: dict[str, list[ModelState]] = {}
+    for name, per_worker in states.items():
+        old = [s for s in per_worker if s.state is ModelLoadState.FAILED and s.updated_at < cutoff]
+        if old:
+            fleet.forget_model_states(r, name, [s.worker_id for s in old])
+        rest = [s for s in per_worker if s not in old]
+        if rest or any(w.model == name for w in workers.values()):
+            kept[name] = rest
+        elif old:
+            fleet.forget_model(r, name)
+    return kept
+
+
 def _current(state: ModelState, worker: WorkerInfo) -> bool:
     """Whether a worker's record still describes it. A record newer than the worker's last heartbeat
     does; an older one only if the heartbeat agrees (a worker that moved on leaves stale records).
@@ -102,8 +121,12 @@ def pick_workers(r: redis.Redis, model: str, count: int) -> list[WorkerInfo]:
 
 
 def start_load(model: str, count: int) -> list[WorkerInfo]:
-    """Tell `count` workers to load `model`; 409 when no worker is free to switch."""
+    """Tell `count` workers to load `model`; 400 past the live worker count, 409 when no worker is free."""
     r = context.redis_client()
+    live = len(fleet.list_workers(r))
+    if count > live:
+        raise ApiError(400, f"workers: {count} asked for, but {live} workers are live",
+                       param="workers", code="too_many_workers")  # fmt: skip
     chosen = pick_workers(r, model, count)
     if not chosen:
         raise ApiError(409, f"no worker is free to load {model!r}: every live worker serves it or is loading",
@@ -113,9 +136,14 @@ def start_load(model: str, count: int) -> list[WorkerInfo]:
 
 
 def start_unload(model: str) -> list[WorkerInfo]:
-    """Tell every worker that serves or loads `model` to unload it; 404 when none does."""
+    """Tell every worker that serves or loads `model` to unload it; 404 when none does.
+
+    The model's records count as well as the heartbeats: a load that just finished is ready in
+    its record before the worker's next heartbeat says so.
+    """
     r = context.redis_client()
-    serving = [w for w in fleet.list_workers(r) if w.model == model and w.node]
+    recorded = set(summaries(r).get(model, {}).get("workers", []))
+    serving = [w for w in fleet.list_workers(r) if (w.model == model or w.worker_id in recorded) and w.node]
     if not serving:
         raise ApiError(404, f"no worker serves {model!r}", param="model", code="model_not_found")
     _command(r, serving, model, keys.UNLOAD_MODEL_COMMAND, ModelLoadState.UNLOADED, UNLOAD_PENDING)

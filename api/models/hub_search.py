@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 from typing import Any
 
 from api.errors import ApiError
+from shared.redact import redact
+
+log = logging.getLogger(__name__)
 
 SEARCH_TIMEOUT_S = 10.0
 # huggingface_hub retries a failed request with backoff for about 20 s; the probe answers in seconds.
@@ -14,8 +18,11 @@ _pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=
 
 
 def _unreachable(exc: BaseException | str) -> ApiError:
+    log.warning("Hub search failed: %s", exc)
     return ApiError(
-        503, f"the Hugging Face Hub cannot be reached from this server: {exc}", code="hub_unreachable"
+        503,
+        f"the Hugging Face Hub cannot be reached from this server: {redact(str(exc))}",
+        code="hub_unreachable",
     )
 
 

@@ -6,6 +6,7 @@ progress and state to Redis, and everything here reads it from there.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -58,8 +59,23 @@ def unload() -> tuple[Response, int]:
     ), 202
 
 
+STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+
+
+def check_stream_id(raw: str) -> None:
+    """400 unless `raw` is a Redis stream id (`<ms>-<seq>`, each part below 2**64)."""
+    match = STREAM_ID.match(raw)
+    if match is None or any(int(part) >= 2**64 for part in match.groups()):
+        raise ApiError(
+            400, "Last-Event-ID (or from) must be an event id of this stream, like 1700000000000-0",
+            param="from", code="invalid_event_id",
+        )  # fmt: skip
+
+
 @bp.get("/v1/models/events")
-@documented(stream=True, description="`model` events")
+@documented(
+    stream=True, description="`model` events", errors=(400,), query=(QueryParam("from", {"type": "string"}),)
+)
 def events() -> Response:
     """SSE: the current state of every model on every worker, then each change as it happens.
 
@@ -68,12 +84,13 @@ def events() -> Response:
     r = context.redis_client()
     heartbeat_s = context.settings().sse_heartbeat_s
     after = request.headers.get("Last-Event-ID") or request.args.get("from")
-    if after is None:
+    snapshot = []
+    if after is not None:
+        check_stream_id(after)
+    else:
         newest: Any = r.xrevrange(keys.MODEL_EVENTS, count=1)
         after = newest[0][0] if newest else "0-0"
         snapshot = [s for states in fleet.model_states(r).values() for s in states]
-    else:
-        snapshot = []
 
     def body() -> Iterator[str]:
         cursor = after

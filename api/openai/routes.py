@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from api.bodies import parse_body
-from api.generation.submit import submit_generation
+from api.generation.submit import Choice, enqueue, prepare
 from api.openai.response import OpenAIResponse
 from api.openai.schemas import ChatCompletionRequest, CompletionRequest
 from api.route_docs import documented
@@ -23,11 +23,9 @@ def completions() -> Response:
     """OpenAI completions, streaming or not; n choices per prompt."""
     req = parse_body(CompletionRequest)
     prompts = req.prompts()
-    gens = [
-        submit_generation(req.model, req.sampling(i), prompt=p, cancel_on_disconnect=req.stream)
-        for p in prompts
-        for i in range(req.n)
-    ]
+    choices = [Choice(req.sampling(i), prompt=p) for p in prompts for i in range(req.n)]
+    gens = prepare(req.model, choices, cancel_on_disconnect=req.stream)
+    enqueue(gens)
     return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts)).respond()
 
 
@@ -37,8 +35,7 @@ def chat_completions() -> Response:
     """OpenAI chat completions, streaming or not; messages rendered with the model's chat template."""
     req = parse_body(ChatCompletionRequest)
     messages = [m.to_message() for m in req.messages]
-    gens = [
-        submit_generation(req.model, req.sampling(i), messages=messages, cancel_on_disconnect=req.stream)
-        for i in range(req.n)
-    ]
+    choices = [Choice(req.sampling(i), messages=messages) for i in range(req.n)]
+    gens = prepare(req.model, choices, cancel_on_disconnect=req.stream)
+    enqueue(gens)
     return OpenAIResponse(req, gens, chat=True, num_prompts=1).respond()

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from shared import bus, keys
-from shared.messages import StreamEvent
+from shared.messages import ErrorEvent, StreamEvent
 
 log = logging.getLogger(__name__)
 # The read returns at once when any followed stream (or the wake stream) gets an entry; the block
@@ -106,6 +106,11 @@ class StreamFanout:
             client: Any = self.redis
             try:
                 reply = client.xread(streams, block=BLOCK_MS)
+            except redis.ResponseError as exc:
+                # Redis refused the read itself: one stream's position is at fault. Find it, end its
+                # subscribers with an error, and keep serving everyone else.
+                self._drop_unreadable(streams, exc)
+                continue
             except redis.RedisError:
                 log.warning("stream fanout: Redis read failed; retrying", exc_info=True)
                 time.sleep(0.5)
@@ -115,6 +120,27 @@ class StreamFanout:
                     wake_id = entries[-1][0]
                     continue
                 self._dispatch(key.removeprefix(keys.stream_key("")), entries)
+
+    def _drop_unreadable(self, streams: dict[str, str], exc: redis.ResponseError) -> None:
+        """Read each stream alone; end the subscribers of those Redis refuses with an error event."""
+        client: Any = self.redis
+        bad = []
+        for key, position in streams.items():
+            try:
+                client.xread({key: position}, count=1)
+            except redis.ResponseError:
+                bad.append(key.removeprefix(keys.stream_key("")))
+            except redis.RedisError:
+                return  # Redis itself is in trouble: the main loop retries
+        log.warning("stream fanout: read refused (%s); dropping subscribers of %s", exc, bad)
+        if not bad:
+            time.sleep(0.5)
+        for request_id in bad:
+            with self._lock:
+                subs = self._subs.pop(request_id, set())
+            for sub in subs:
+                message = "this stream cannot be read from the position asked; resume from a valid index"
+                sub.events.put((sub.tag, ErrorEvent(index=sub.after_index + 1, message=message)))
 
     def _dispatch(self, request_id: str, entries: list[tuple[str, dict[str, str]]]) -> None:
         events = [bus.decode_event(fields) for _id, fields in entries]

@@ -73,7 +73,8 @@ class Relay:
     is_complete: bool = False  # the last event was sent: a disconnect after this is no cancellation
 
     def messages(self) -> Iterator[tuple[str, Any]]:
-        """Yield ("event", StreamEvent), ("queued", info) or ("heartbeat", None); raises StreamGone."""
+        """Yield ("event", StreamEvent), ("queued", info), ("heartbeat", None), or ("tick", None) after an
+        idle second with nothing to send (a WebSocket checks its peer then); raises StreamGone."""
         rid = self.request.request_id
         last_queued = None
         last_sent = time.monotonic()
@@ -99,6 +100,8 @@ class Relay:
             elif now - last_sent >= self.settings.sse_heartbeat_s:
                 last_sent = now
                 yield "heartbeat", None
+            else:
+                yield "tick", None
 
     @staticmethod
     def _with_first_tick(events: Iterator[StreamEvent | None]) -> Iterator[StreamEvent | None]:
@@ -134,7 +137,7 @@ def ws_message(kind: str, payload: Any) -> str | None:
     """One WebSocket message for a relay message (heartbeats are WebSocket pings instead)."""
     if kind == "event":
         return json.dumps({"event": payload.type, **event_payload(payload)})
-    if kind == "heartbeat":
+    if kind in ("heartbeat", "tick"):
         return None
     return json.dumps({"event": kind, **payload})
 
@@ -146,9 +149,10 @@ def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
         try:
             yield sse.opening("stream open")
             for kind, payload in relay.messages():
-                yield sse_message(kind, payload)
+                if kind != "tick":  # a dead SSE peer shows on the next write (heartbeats)
+                    yield sse_message(kind, payload)
         except StreamGone:
-            yield sse_message("error", expired_message(relay.request.request_id))
+            yield sse_message("error", gone_message(relay.request, relay.settings))
         finally:
             if cancel_on_disconnect:
                 relay.cancel_if_abandoned()
@@ -156,5 +160,12 @@ def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
     return sse.event_stream(body(), {"X-Request-Id": relay.request.request_id})
 
 
-def expired_message(request_id: str) -> dict[str, str]:
-    return {"message": f"request {request_id} has expired"}
+def gone_message(request: GenerationRequest, settings: Settings) -> dict[str, str]:
+    """Why a followed request's record vanished: it expired, or Redis lost it (a restart without its data)."""
+    rid = request.request_id
+    if time.time() - request.created_at >= settings.stream_ttl_s:
+        return {"message": f"request {rid} has expired (requests are kept {settings.stream_ttl_s} s)"}
+    return {
+        "message": f"the record of request {rid} was lost before it ended (Redis restarted without its "
+        "data); submit it again"
+    }

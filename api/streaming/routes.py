@@ -18,27 +18,34 @@ from api import context
 from api.errors import ApiError
 from api.generation.lookup import load_or_404
 from api.route_docs import QueryParam, documented
-from api.streaming.relay import Relay, StreamGone, expired_message, sse_response, ws_message
+from api.streaming.relay import Relay, StreamGone, gone_message, sse_response, ws_message
+from api.streaming.websocket import HelloError, guard_inbox, read_hello
 from shared import bus
+from shared.messages import GenerationRequest
 
 bp = Blueprint("streaming", __name__, url_prefix="/v1")
 sock = Sock()
-WS_HELLO_TIMEOUT_S = 0.3  # how long a WebSocket waits for an optional {"from": N} before streaming
 FROM = QueryParam(
     "from", {"type": "integer", "minimum": -1}, description="the last index seen: resume after it"
 )
 
 
-def parse_index(raw: str | None, name: str) -> int:
-    """The last index a client saw (-1: none); 400 if it is not an integer >= -1."""
+def parse_index(raw: str | None, name: str, gen: GenerationRequest) -> int:
+    """The last index a client saw (-1: none); 400 unless an integer from -1 to the stream's last
+    possible index (one event per new token at most, then the end)."""
     if raw is None or raw == "":
         return -1
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer event index", param=name) from None
-    if value < -1:
-        raise ApiError(400, f"{name} must be >= -1", param=name)
+    if not raw.lstrip("-").isdigit() or len(raw) > 20:
+        raise ApiError(400, f"{name} must be an integer event index", param=name, code="invalid_index")
+    value = int(raw)
+    last = gen.params.max_new_tokens
+    if not -1 <= value <= last:
+        raise ApiError(
+            400,
+            f"{name} must be from -1 to {last}: this stream has no event past index {last}",
+            param=name,
+            code="invalid_index",
+        )
     return value
 
 
@@ -49,8 +56,8 @@ def stream(request_id: str) -> Response:
 
     Resumes after `Last-Event-ID` (or `?from=N`): no gap, no repeat.
     """
-    after = parse_index(request.headers.get("Last-Event-ID") or request.args.get("from"), "from")
     gen = load_or_404(request_id).request
+    after = parse_index(request.headers.get("Last-Event-ID") or request.args.get("from"), "from", gen)
     relay = Relay(context.redis_client(), context.fanout(), gen, context.settings(), after_index=after)
     return sse_response(relay, cancel_on_disconnect=gen.cancel_on_disconnect)
 
@@ -61,35 +68,49 @@ def websocket(ws: Any, request_id: str) -> None:
     """WebSocket: the same events as SSE, each a JSON message with an `event` field.
 
     The handshake has happened by the time we run, so problems are an `error` message
-    and a close with code 1008 rather than an HTTP status.
+    and a close with code 1008 (or 1009 for a message over the size limit) rather than an
+    HTTP status. The client may send one message, `{"from": N}`, and nothing after it.
     """
-    r = context.redis_client()
-    stored = bus.load_request(r, request_id)
+    inbox = guard_inbox(ws)
+    stored = bus.load_request(context.redis_client(), request_id)
     if stored is None:
-        ws.send(json.dumps({"event": "error", "message": f"request {request_id} is unknown or has expired"}))
-        ws.close(reason=1008, message="not found")
+        _refuse(ws, f"request {request_id} is unknown or has expired", "not found")
         return
+    gen = stored.request
     try:
-        after = parse_index(request.args.get("from"), "from")
+        after = parse_index(request.args.get("from"), "from", gen)
         if "from" not in request.args:
-            hello = ws.receive(timeout=WS_HELLO_TIMEOUT_S)
-            if hello:
-                after = parse_index(str(json.loads(hello).get("from", -1)), "from")
-    except (ApiError, ValueError, AttributeError) as exc:
-        ws.send(json.dumps({"event": "error", "message": f"bad resume point: {exc}"}))
-        ws.close(reason=1008, message="bad request")
+            hello = read_hello(ws)
+            if hello is not None:
+                after = parse_index(hello, "from", gen)
+    except (ApiError, HelloError) as exc:
+        _refuse(ws, f"bad resume point: {exc}", "bad request")
         return
-    relay = Relay(r, context.fanout(), stored.request, context.settings(), after_index=after)
+    relay = Relay(context.redis_client(), context.fanout(), gen, context.settings(), after_index=after)
     try:
         for kind, payload in relay.messages():
+            if not ws.connected:
+                break  # the peer left: seen on an idle tick, not only on the next write
+            if inbox.overflowed:
+                _refuse(ws, 'this socket takes one message, {"from": N}, and nothing after it', "policy")
+                break
             message = ws_message(kind, payload)
             if message is not None:
                 ws.send(message)
     except StreamGone:
-        ws.send(json.dumps({"event": "error", **expired_message(request_id)}))
+        ws.send(json.dumps({"event": "error", **gone_message(gen, context.settings())}))
     except simple_websocket.ConnectionClosed:
         pass
     finally:
-        if stored.request.cancel_on_disconnect:
+        if gen.cancel_on_disconnect:
             relay.cancel_if_abandoned()
     ws.close()
+
+
+def _refuse(ws: Any, message: str, reason: str) -> None:
+    """Tell the client why in an error message, then close with 1008 (policy violation)."""
+    try:
+        ws.send(json.dumps({"event": "error", "message": message}))
+        ws.close(reason=1008, message=reason)
+    except simple_websocket.ConnectionClosed:
+        pass

@@ -15,7 +15,7 @@ from celery import Celery
 
 from devtools.clients import SseEvent, indexed, parse_sse, read_sse, read_ws, stream_text, submit
 from devtools.servers import start_api, wait_for
-from shared import bus, keys
+from shared import admission, bus, keys
 from shared.messages import GenerationRequest, SamplingParams
 
 # As long as the context allows, past EOS: it cannot end by itself while a test cancels or times it out.
@@ -205,7 +205,7 @@ def test_failure_reaches_the_client_as_an_error_event(live_url: str, redis_url: 
         params=SamplingParams(max_new_tokens=4),
         created_at=time.time(),
     )
-    bus.save_request(bus.connect(redis_url), req, ttl_s=60)
+    admission.admit(bus.connect(redis_url), [req], ttl_s=60)
     Celery(broker=redis_url).send_task(
         keys.GENERATE_TASK, args=[req.request_id], queue=keys.queue_name(req.model)
     )

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from shared import bus, fleet, keys, lifecycle
+from shared import admission, bus, fleet, keys, lifecycle
 from shared.messages import (
     DoneEvent,
     FinishReason,
@@ -30,7 +30,7 @@ def new_request(model: str = "m") -> GenerationRequest:
 
 def test_request_round_trip_and_state_updates(r: redis.Redis) -> None:
     req = new_request()
-    bus.save_request(r, req, ttl_s=60)
+    admission.admit(r, [req], ttl_s=60)
     loaded = bus.load_request(r, req.request_id)
     assert loaded == bus.StoredRequest(req, RequestState())
     pipe = r.pipeline()
@@ -100,7 +100,7 @@ def test_queue_position_counts_requests_ahead(r: redis.Redis) -> None:
     model = f"m-{uuid.uuid4().hex}"  # a queue of its own
     reqs = [new_request(model) for _ in range(3)]
     for req in reqs:
-        bus.save_request(r, req, ttl_s=60)
+        admission.admit(r, [req], ttl_s=60)
     assert [bus.queue_position(r, q, ttl_s=60) for q in reqs] == [0, 1, 2]
     lifecycle.claim(r, reqs[0], "w", lease_s=60)
     assert [bus.queue_position(r, q, ttl_s=60) for q in reqs] == [None, 0, 1]

@@ -7,7 +7,7 @@ import uuid
 
 import redis
 
-from shared import bus, keys, lifecycle
+from shared import admission, bus, keys, lifecycle
 from shared.messages import (
     DoneEvent,
     ErrorEvent,
@@ -29,7 +29,7 @@ def queued(r: redis.Redis) -> GenerationRequest:
         params=SamplingParams(),
         created_at=time.time(),
     )
-    bus.save_request(r, req, ttl_s=60)
+    admission.admit(r, [req], ttl_s=60)
     return req
 
 
@@ -59,8 +59,8 @@ def test_cancel_after_claim_flags_the_worker(r: redis.Redis) -> None:
     assert bus.queue_position(r, req, ttl_s=60) is None
     assert lifecycle.cancel(r, req, ttl_s=60) == "running"
     pipe = r.pipeline()
-    bus.queue_cancel_check(pipe, [req.request_id, "other"])
-    assert pipe.execute()[-1] == ["1", None]
+    lifecycle.check_running(pipe, [req.request_id, "other"])
+    assert pipe.execute()[-1] == ["cancel", "gone"]
     assert bus.read_events(r, req.request_id) == []  # the worker, not the API, ends a running request
 
 
@@ -118,29 +118,29 @@ def test_only_the_owner_hands_a_request_back(r: redis.Redis) -> None:
 
 def test_a_request_queued_too_long_is_dispatched_again_until_claimed(r: redis.Redis) -> None:
     req = queued(r)
-    assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=60)
+    assert req.request_id not in admission.stale_dispatches(r, older_than_s=60)
     r.zadd(keys.DISPATCH, {req.request_id: time.time() - 120})  # its task went out two minutes ago
-    assert req.request_id in lifecycle.stale_dispatches(r, older_than_s=60)
-    assert lifecycle.redispatch(r, req.request_id, older_than_s=60)
-    assert not lifecycle.redispatch(r, req.request_id, older_than_s=60)  # just sent: not again yet
+    assert req.request_id in admission.stale_dispatches(r, older_than_s=60)
+    assert admission.redispatch(r, req.request_id, older_than_s=60)
+    assert not admission.redispatch(r, req.request_id, older_than_s=60)  # just sent: not again yet
     assert lifecycle.claim(r, req, "w", lease_s=60)
-    assert req.request_id not in lifecycle.stale_dispatches(r, older_than_s=0)
-    assert not lifecycle.redispatch(r, req.request_id, older_than_s=0)  # claimed: nothing to send
+    assert req.request_id not in admission.stale_dispatches(r, older_than_s=0)
+    assert not admission.redispatch(r, req.request_id, older_than_s=0)  # claimed: nothing to send
 
 
 def test_fail_queued_ends_only_the_queued_requests_of_a_model_with_the_reason(r: redis.Redis) -> None:
     waiting = queued(r)
     running = GenerationRequest(**{**waiting.model_dump(), "request_id": uuid.uuid4().hex})
-    bus.save_request(r, running, ttl_s=60)
+    admission.admit(r, [running], ttl_s=60)
     assert lifecycle.claim(r, running, "w", lease_s=30)
     pipe = r.pipeline()
     bus.append_event(pipe, waiting.request_id, TokenEvent(index=0, text="from an earlier worker"))
     pipe.execute()
-    assert lifecycle.fail_queued(r, waiting.model, "model gone", ttl_s=60) == 1
+    assert admission.fail_queued(r, waiting.model, "model gone", ttl_s=60) == 1
     state = state_of(r, waiting)
     assert state.status == RequestStatus.FAILED and state.error == "model gone"
     events = bus.read_events(r, waiting.request_id)
     assert isinstance(events[-1], ErrorEvent) and events[-1].index == 1 and events[-1].message == "model gone"
     assert bus.queue_position(r, waiting, ttl_s=60) is None
     assert state_of(r, running).status == RequestStatus.RUNNING  # a running request is not touched
-    assert lifecycle.fail_queued(r, waiting.model, "again", ttl_s=60) == 0
+    assert admission.fail_queued(r, waiting.model, "again", ttl_s=60) == 0

@@ -1,0 +1,131 @@
+"""How requests enter and wait in a model's queue: admitted all together or not at all, sent again when
+their broker message was lost, failed when their model went away. Each step is one Lua script."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from shared import bus, keys
+from shared.messages import GenerationRequest, RequestState
+from shared.scripts import FAIL_FN, run_script
+
+# KEYS: waiting set, dispatch, then each request's hash. ARGV: max queued (-1: no limit), ttl, how many
+# requests, how many state arguments, the state's field/value pairs, then id, created_at, JSON per request.
+# Returns 1 when all were stored, 0 (nothing stored) when the queue has no room for all of them.
+_ADMIT = """
+local max_queued, ttl, n, num_state = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if max_queued >= 0 and redis.call('ZCARD', KEYS[1]) + n > max_queued then return 0 end
+local state = {}
+for i = 1, num_state do state[i] = ARGV[4 + i] end
+local base = 4 + num_state
+for i = 1, n do
+  local rid, created, body = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  base = base + 3
+  redis.call('HSET', KEYS[2 + i], 'request', body, unpack(state))
+  redis.call('EXPIRE', KEYS[2 + i], ttl)
+  redis.call('ZADD', KEYS[1], created, rid)
+  redis.call('ZADD', KEYS[2], created, rid)
+end
+return 1
+"""
+
+# KEYS: hash, dispatch. ARGV: request id, now, resend-after seconds. 1: enqueue its task again.
+_REDISPATCH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= '"queued"' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+local sent = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if sent and tonumber(sent) > tonumber(ARGV[2]) - tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS: hash, stream, waiting set, dispatch. ARGV: request id, now, ttl, error message.
+# Fails a request that is still queued (its model went away); 1 if it did.
+_FAIL_QUEUED = (
+    FAIL_FN
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= '"queued"' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+fail(KEYS[1], KEYS[2], ARGV[4], ARGV[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return 1
+"""
+)
+
+
+def admit(
+    r: redis.Redis, requests: list[GenerationRequest], ttl_s: int, max_queued: int | None = None
+) -> bool:
+    """Store new requests (queued) of one model and put them in its waiting set, all or none: False,
+    with nothing stored, when fewer than len(requests) places are left under max_queued."""
+    if not requests:
+        return True
+    model = requests[0].model
+    if any(req.model != model for req in requests):
+        raise ValueError("requests admitted together must be for one model")
+    state = [x for pair in bus.state_fields(RequestState()).items() for x in pair]
+    per_request = [x for req in requests for x in (req.request_id, req.created_at, req.model_dump_json())]
+    result = run_script(
+        r,
+        _ADMIT,
+        [keys.waiting_key(model), keys.DISPATCH, *(keys.request_key(req.request_id) for req in requests)],
+        -1 if max_queued is None else max_queued,
+        ttl_s,
+        len(requests),
+        len(state),
+        *state,
+        *per_request,
+    )
+    return bool(result)
+
+
+def stale_dispatches(r: redis.Redis, older_than_s: float) -> list[str]:
+    """Queued requests whose task was last enqueued more than older_than_s ago."""
+    client: Any = r
+    ids: list[str] = client.zrangebyscore(keys.DISPATCH, "-inf", time.time() - older_than_s)
+    return ids
+
+
+def redispatch(r: redis.Redis, request_id: str, older_than_s: float) -> bool:
+    """True when a still-queued request's task should be enqueued again (and marks it sent now).
+
+    The broker can lose a message: kombu's Redis transport pops it, then records it as
+    unacknowledged in a second step, and a worker killed in between takes it along. A copy is
+    harmless (claiming is atomic), so a request queued this long gets its task sent again.
+    """
+    result = run_script(
+        r, _REDISPATCH, [keys.request_key(request_id), keys.DISPATCH], request_id, time.time(), older_than_s
+    )
+    return bool(result)
+
+
+def fail_queued(r: redis.Redis, model: str, message: str, ttl_s: int) -> int:
+    """Fail every request still queued for `model` with an error event saying why; returns how many.
+
+    For a model nobody serves any more (unloaded): its requests must end, not wait forever.
+    """
+    client: Any = r
+    failed = 0
+    for rid in client.zrange(keys.waiting_key(model), 0, -1):
+        failed += int(
+            run_script(
+                r,
+                _FAIL_QUEUED,
+                [keys.request_key(rid), keys.stream_key(rid), keys.waiting_key(model), keys.DISPATCH],
+                rid,
+                time.time(),
+                ttl_s,
+                message,
+            )
+        )
+    return failed
