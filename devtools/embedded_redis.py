@@ -86,6 +86,13 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s}s")
 
+    def kill(self) -> None:
+        """End it as a crash does (SIGKILL): with appendonly everysec, up to the last second is lost."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -89,6 +89,13 @@ def delete_request(pipe: Pipeline, request_id: str) -> None:
     pipe.delete(keys.request_key(request_id), keys.stream_key(request_id))
 
 
+def last_index(r: redis.Redis, request_id: str) -> int:
+    """The index of a stream's last event; -1 when it has none."""
+    client: Any = r
+    last = client.xrevrange(keys.stream_key(request_id), count=1)
+    return int(last[0][0].split("-")[0]) - 1 if last else -1
+
+
 def read_events(
     r: redis.Redis,
     request_id: str,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared import lifecycle
+from shared import bus, lifecycle
 from shared.messages import FinishReason, GenerationRequest, Usage
 from shared.redact import redact
 from shared.settings import Settings
@@ -137,7 +137,19 @@ class EngineLoop:
         for active in ended:
             self._finished(active, now)
         checks: list[str] = replies[-1] if running else []  # type: ignore[assignment]
-        return {rid: check for rid, check in zip(running, checks, strict=True) if check}
+        found = {rid: check for rid, check in zip(running, checks, strict=True) if check}
+        if writes.retried:
+            found = {**self._verify_streams(), **found}  # a record that is gone stays gone
+        return found
+
+    def _verify_streams(self) -> dict[str, str]:
+        """After Redis came back, find the streams it lost events of (a restart without the last second
+        of its data): {id: "truncated"}. Their next event would leave a gap, so they end with an error."""
+        lost = {}
+        for rid, active in self._active.items():
+            if active.is_started and bus.last_index(self.redis, rid) < active.next_index - 1:
+                lost[rid] = "truncated"
+        return lost
 
     def _record(
         self, writes: StreamWrites, out: StepOutput, step_started: float, now: float
@@ -171,6 +183,11 @@ class EngineLoop:
                 continue
             if check == "gone":
                 self._drop(active)
+            elif check == "truncated":
+                message = "Redis restarted and lost the last events of this stream; generation stopped"
+                self._end(
+                    active, FinishReason.ERROR, error=message, resume_at=bus.last_index(self.redis, rid) + 1
+                )
             else:
                 self._stop(active, FinishReason.CANCELLED)
         now = time.time()
@@ -202,8 +219,17 @@ class EngineLoop:
         self._active.pop(active.request_id, None)
         active.done.set()
 
-    def _end(self, active: ActiveRequest, reason: FinishReason, error: str | None = None) -> None:
-        """End one request outside a normal step (refused or failed), and wake its task."""
+    def _end(
+        self,
+        active: ActiveRequest,
+        reason: FinishReason,
+        error: str | None = None,
+        resume_at: int | None = None,
+    ) -> None:
+        """End one request outside a normal step (refused or failed), and wake its task. `resume_at` puts
+        the last event at that index (after a stream lost its tail), so the stream has no gap."""
+        if resume_at is not None:
+            active.next_index = resume_at
         usage = self._usage(active)
         self.engine.abort(active.request_id)
         writes = self._writes()

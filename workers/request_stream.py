@@ -66,6 +66,7 @@ class StreamWrites:
     def __init__(self, worker_id: str, ttl_s: int) -> None:
         self.worker_id = worker_id
         self.ttl_s = ttl_s
+        self.retried = False  # Redis failed at least once meanwhile: it may have lost earlier writes
         self._writes = Writes()
 
     def start(self, active: ActiveRequest, started_at: float, first_token_at: float) -> None:
@@ -146,5 +147,6 @@ class StreamWrites:
             except redis.RedisError as exc:
                 if not keep_trying():
                     raise
+                self.retried = True
                 log.warning("Redis unavailable (%s); holding the writes and retrying", exc)
                 time.sleep(RETRY_S)

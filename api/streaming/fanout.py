@@ -60,6 +60,7 @@ class StreamFanout:
         self._subs: dict[str, set[Subscription]] = {}
         self._wake_key = f"{keys.PREFIX}:fanout:{uuid.uuid4().hex}"
         self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def subscribe(
         self, request_id: str, after_index: int, tag: int = 0, events: queue.Queue[Tagged] | None = None
@@ -85,6 +86,13 @@ class StreamFanout:
                 if not subs:
                     del self._subs[sub.request_id]
 
+    def close(self) -> None:
+        """Stop reading (the thread ends within one blocking read); for tests and shutdown."""
+        self._closed.set()
+        if self._thread is not None:
+            self._wake()
+            self._thread.join(timeout=5)
+
     def _wake(self) -> None:
         # Interrupts the fanout's blocking read so a new subscriber's backlog is read at once.
         pipe = self.redis.pipeline(transaction=False)
@@ -94,7 +102,7 @@ class StreamFanout:
 
     def _run(self) -> None:
         wake_id = "$"
-        while True:
+        while not self._closed.is_set():
             with self._lock:
                 # Each stream is read from the earliest point any of its subscribers needs.
                 positions = {rid: min(s.after_index for s in subs) for rid, subs in self._subs.items()}

@@ -29,7 +29,12 @@ IDLE_TICK_S = 1.0  # with no event for this long the relay checks the request an
 
 
 class StreamGone(Exception):
-    """The request's record expired (or was deleted) while it was being followed."""
+    """The stream cannot go on: the request's record vanished, or it ended before the index the
+    subscriber has (Redis lost its tail). The message says which, for the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def follow(fanout: StreamFanout, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
@@ -82,6 +87,7 @@ class Relay:
             now = time.monotonic()
             if event is not None:
                 last_sent = now
+                self.after_index = event.index
                 if event.type != "token":
                     self.is_complete = True
                 yield "event", event
@@ -89,7 +95,13 @@ class Relay:
             try:
                 stored = bus.load_request(self.r, rid)
                 if stored is None:
-                    raise StreamGone(rid)
+                    raise StreamGone(gone_message(self.request, self.settings))
+                if stored.state.status.is_final and bus.last_index(self.r, rid) <= self.after_index:
+                    # It ended, yet nothing past what this subscriber has will come: Redis lost the end.
+                    raise StreamGone(
+                        f"request {rid} ended ({stored.state.status.value}) but its stream lost the events "
+                        f"after index {bus.last_index(self.r, rid)} in a Redis restart"
+                    )
                 is_queued = stored.state.status == "queued"
                 queued = queue_info(self.r, self.request, self.settings) if is_queued else None
             except redis.RedisError:
@@ -151,8 +163,8 @@ def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
             for kind, payload in relay.messages():
                 if kind != "tick":  # a dead SSE peer shows on the next write (heartbeats)
                     yield sse_message(kind, payload)
-        except StreamGone:
-            yield sse_message("error", gone_message(relay.request, relay.settings))
+        except StreamGone as gone:
+            yield sse_message("error", {"message": gone.message})
         finally:
             if cancel_on_disconnect:
                 relay.cancel_if_abandoned()
@@ -160,12 +172,12 @@ def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
     return sse.event_stream(body(), {"X-Request-Id": relay.request.request_id})
 
 
-def gone_message(request: GenerationRequest, settings: Settings) -> dict[str, str]:
+def gone_message(request: GenerationRequest, settings: Settings) -> str:
     """Why a followed request's record vanished: it expired, or Redis lost it (a restart without its data)."""
     rid = request.request_id
     if time.time() - request.created_at >= settings.stream_ttl_s:
-        return {"message": f"request {rid} has expired (requests are kept {settings.stream_ttl_s} s)"}
-    return {
-        "message": f"the record of request {rid} was lost before it ended (Redis restarted without its "
-        "data); submit it again"
-    }
+        return f"request {rid} has expired (requests are kept {settings.stream_ttl_s} s)"
+    return (
+        f"the record of request {rid} was lost before it ended (Redis restarted without its data); "
+        "submit it again"
+    )

@@ -18,7 +18,7 @@ from api import context
 from api.errors import ApiError
 from api.generation.lookup import load_or_404
 from api.route_docs import QueryParam, documented
-from api.streaming.relay import Relay, StreamGone, gone_message, sse_response, ws_message
+from api.streaming.relay import Relay, StreamGone, sse_response, ws_message
 from api.streaming.websocket import HelloError, guard_inbox, read_hello
 from shared import bus
 from shared.messages import GenerationRequest
@@ -97,8 +97,8 @@ def websocket(ws: Any, request_id: str) -> None:
             message = ws_message(kind, payload)
             if message is not None:
                 ws.send(message)
-    except StreamGone:
-        ws.send(json.dumps({"event": "error", **gone_message(gen, context.settings())}))
+    except StreamGone as gone:
+        ws.send(json.dumps({"event": "error", "message": gone.message}))
     except simple_websocket.ConnectionClosed:
         pass
     finally:

@@ -42,4 +42,19 @@ def test_redis_down_gives_503_with_retry_after() -> None:
     submit = client.post("/v1/requests", json={"prompt": "hi"})
     assert submit.status_code == 503
     assert submit.headers["Retry-After"] == "5"
-    assert (submit.get_json() or {})["error"]["code"] == "redis_unavailable"
+    error = (submit.get_json() or {})["error"]
+    assert error["code"] == "redis_unavailable"
+    assert "127.0.0.1" not in error["message"] and "redis://" not in error["message"]  # the log has them
+
+
+def test_json_routes_take_only_json(redis_url: str) -> None:
+    app = create_app(Settings(redis_url=redis_url))
+    resp = app.test_client().post("/v1/requests", data='{"prompt": "hi"}', content_type="text/plain")
+    assert resp.status_code == 415
+    assert "application/json" in (resp.get_json() or {})["error"]["message"]
+
+
+def test_the_baseline_is_off_by_default(redis_url: str) -> None:
+    app = create_app(Settings(redis_url=redis_url, enable_nobatch=False))
+    resp = app.test_client().post("/v1/generate_nobatch", json={"prompt": "hi"})
+    assert resp.status_code == 404 and (resp.get_json() or {})["error"]["code"] == "disabled"
