@@ -9,8 +9,12 @@ from typing import Any
 
 from celery import Celery
 from flask import Flask
+from flask_cors import CORS
 
 from api import cluster, errors, health, http_limits, openapi
+from api.auth import guard
+from api.auth import routes as auth
+from api.generation import charges
 from api.generation import routes as generation
 from api.models import routes as models
 from api.openai import routes as openai
@@ -18,6 +22,7 @@ from api.streaming import routes as streaming
 from api.streaming.fanout import StreamFanout
 from api.streaming.websocket import MAX_MESSAGE_BYTES
 from shared import bus
+from shared.broker_options import broker_options, broker_tls
 from shared.settings import Settings, get_settings
 
 
@@ -33,15 +38,25 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     if test_config:
         app.config.update(test_config)
     app.extensions["tw_settings"] = s
-    app.extensions["tw_redis"] = bus.connect(s.redis_url)
+    app.extensions["tw_redis"] = bus.connect(s.redis_url, s.redis_tls_verify)
     app.extensions["tw_fanout"] = StreamFanout(app.extensions["tw_redis"])
     celery = Celery("torchweave-api", broker=s.redis_url)
-    celery.conf.update(broker_connection_retry_on_startup=True, task_send_sent_event=True)
+    celery.conf.update(
+        broker_connection_retry_on_startup=True,
+        task_send_sent_event=True,
+        broker_transport_options=broker_options(s),
+        **broker_tls(s),
+    )
     app.extensions["tw_celery"] = celery
+    if s.cors_origins:  # same-origin only unless origins are named (the UI is served from here)
+        CORS(app, origins=list(s.cors_origins), expose_headers=["X-Request-Id", "Retry-After"])
     errors.register(app)
+    guard.install(app)  # before the body is read: a caller without a key is turned away at once
     http_limits.install(app)
+    charges.install(app)
     for blueprint in (
         health.bp,
+        auth.bp,
         cluster.bp,
         generation.bp,
         streaming.bp,

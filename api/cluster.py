@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from api import context
+from api.auth.guard import admin_only
 from api.models import catalog
 from api.route_docs import documented
 from shared import fleet
@@ -13,7 +14,8 @@ bp = Blueprint("cluster", __name__)
 
 
 @bp.get("/v1/workers")
-@documented()
+@admin_only
+@documented(errors=(401, 403))
 def workers() -> Response:
     """Every live worker: id, host, pid, Celery node, model, state, device, slots, tokens/s, step record."""
     return jsonify(
@@ -22,7 +24,8 @@ def workers() -> Response:
 
 
 @bp.get("/status")
-@documented()
+@admin_only
+@documented(errors=(401, 403))
 def status() -> Response:
     """The whole system in one look: workers by state, models by state, queue depth per model."""
     r = context.redis_client()

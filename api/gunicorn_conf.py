@@ -6,13 +6,14 @@ memory per idle stream against gthread (figures in the README).
 
 import gc
 
-from shared.settings import get_settings
+from shared.settings import check_exposure, get_settings
 
 _s = get_settings()
-bind = f"0.0.0.0:{_s.port}"
+check_exposure(_s, "api")  # a public interface without ADMIN_API_KEY stops here, saying what to set
+bind = f"[{_s.host}]:{_s.port}" if ":" in _s.host else f"{_s.host}:{_s.port}"
 # gevent: our subclass caps connections per client address (api/http_worker.py).
 worker_class = "api.http_worker.GuardedGeventWorker" if _s.api_worker_class == "gevent" else "gthread"
-workers = 1
+workers = _s.web_concurrency  # WEB_CONCURRENCY, as Heroku sets it
 threads = _s.api_threads  # gthread
 worker_connections = _s.api_threads  # gevent
 timeout = 0 if worker_class == "gthread" else 30  # streams stay open as long as generation runs

@@ -9,6 +9,7 @@ import redis
 from flask import Blueprint, Response, jsonify
 
 from api import context
+from api.auth.guard import public
 from api.route_docs import documented
 from shared import fleet
 
@@ -35,6 +36,7 @@ def readiness() -> tuple[dict[str, object], int]:
 
 
 @bp.get("/health")
+@public
 @documented(description="ready", extra={503: "what is missing"})
 def health() -> tuple[Response, int]:
     """200 `{"status": "ok"}` while Redis answers and a worker serves the default model; 503 saying
@@ -44,6 +46,7 @@ def health() -> tuple[Response, int]:
 
 
 @bp.get("/health/ready")
+@public
 @documented(description="ready", extra={503: "what is missing"})
 def ready() -> tuple[Response, int]:
     """Readiness probe: 200 while this API can serve requests (Redis, and a worker on the default model)."""
@@ -52,6 +55,7 @@ def ready() -> tuple[Response, int]:
 
 
 @bp.get("/health/live")
+@public
 @documented(description="alive")
 def live() -> Response:
     """Liveness probe: 200 while this process answers, whatever Redis and the workers do."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,12 @@ class SseEvent:
 
 def submit(url: str, **body: Any) -> dict[str, Any]:
     """POST /v1/requests; asserts the 202 and returns its body."""
-    resp = requests.post(f"{url}/v1/requests", json=body, timeout=10)
+    return submit_as(url, {}, **body)
+
+
+def submit_as(url: str, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    """POST /v1/requests with headers (an API key); asserts the 202 and returns its body."""
+    resp = requests.post(f"{url}/v1/requests", json=body, headers=headers, timeout=10)
     assert resp.status_code == 202, resp.text
     result: dict[str, Any] = resp.json()
     return result
@@ -52,9 +58,9 @@ def read_sse(url: str, method: str = "GET", timeout: float = 60, **kwargs: Any) 
         return parse_sse(resp.iter_lines(decode_unicode=False, delimiter=b"\n"))
 
 
-def read_ws(ws_url: str, timeout: float = 60) -> list[dict[str, Any]]:
+def read_ws(ws_url: str, timeout: float = 60, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every message of a WebSocket until the server closes it."""
-    ws = simple_websocket.Client.connect(ws_url)
+    ws = simple_websocket.Client.connect(ws_url, headers=headers)
     messages = []
     try:
         while True:
@@ -67,7 +73,7 @@ def read_ws(ws_url: str, timeout: float = 60) -> list[dict[str, Any]]:
     except simple_websocket.ConnectionClosed:
         pass
     finally:
-        if ws.connected:
+        with contextlib.suppress(simple_websocket.ConnectionClosed, OSError):  # the server may close first
             ws.close()
     return messages
 

@@ -1,24 +1,59 @@
-"""Serve Prometheus metrics on METRICS_PORT: `python -m monitoring.exporter`."""
+"""Serve Prometheus metrics on HOST:METRICS_PORT: `python -m monitoring.exporter`.
+
+With METRICS_TOKEN set, a scrape must send `Authorization: Bearer <token>` (Prometheus's
+`authorization` block does); without it the exporter serves loopback only (HOST=127.0.0.1).
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from monitoring.collector import RedisStateCollector
 from shared import bus
-from shared.settings import get_settings
+from shared.settings import check_exposure, get_settings
+
+log = logging.getLogger(__name__)
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def require_token(app: WsgiApp, token: str) -> WsgiApp:
+    """The app behind a bearer token (no token: as it is)."""
+    if not token:
+        return app
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        sent = environ.get("HTTP_AUTHORIZATION", "")
+        if hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer"), ("Content-Type", "text/plain")])
+        return [b"a bearer token is required (METRICS_TOKEN)\n"]
+
+    return guarded
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
     s = get_settings()
+    check_exposure(s, "metrics")
     registry = CollectorRegistry()
-    registry.register(RedisStateCollector(bus.connect(s.redis_url), s.model))
-    start_http_server(s.metrics_port, registry=registry)
-    logging.info("metrics on http://0.0.0.0:%d/metrics", s.metrics_port)
+    registry.register(RedisStateCollector(bus.connect(s.redis_url, s.redis_tls_verify), s.model))
+    app = require_token(make_wsgi_app(registry), s.metrics_token)
+    server = make_server(s.host, s.metrics_port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    log.info("metrics on http://%s:%d/metrics", s.host, s.metrics_port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     threading.Event().wait()
 
 

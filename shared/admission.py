@@ -8,28 +8,35 @@ from typing import Any
 
 import redis
 
-from shared import bus, keys
+from shared import bus, keys, ratelimit
 from shared.messages import GenerationRequest, RequestState
 from shared.scripts import FAIL_FN, run_script
 
-# KEYS: waiting set, dispatch, then each request's hash. ARGV: max queued (-1: no limit), ttl, how many
-# requests, how many state arguments, the state's field/value pairs, then id, created_at, JSON per request.
-# Returns 1 when all were stored, 0 (nothing stored) when the queue has no room for all of them.
+# KEYS: waiting set, dispatch, the owner's waiting set, the model's arrivals stream, then each request's
+# hash. ARGV: max queued (-1: no limit), ttl, now, how many requests, how many state arguments, the state's
+# field/value pairs, then id, created_at, JSON per request. Returns -1 (nothing stored) when the queue has
+# no room for all of them, else how many requests of the same owner were already waiting: the first
+# one's fair-share rank.
 _ADMIT = """
-local max_queued, ttl, n, num_state = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-if max_queued >= 0 and redis.call('ZCARD', KEYS[1]) + n > max_queued then return 0 end
+local max_queued, ttl, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local n, num_state = tonumber(ARGV[4]), tonumber(ARGV[5])
+if max_queued >= 0 and redis.call('ZCARD', KEYS[1]) + n > max_queued then return -1 end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ttl))  -- requests that expired unclaimed
+local rank = redis.call('ZCARD', KEYS[3])
 local state = {}
-for i = 1, num_state do state[i] = ARGV[4 + i] end
-local base = 4 + num_state
+for i = 1, num_state do state[i] = ARGV[5 + i] end
+local base = 5 + num_state
 for i = 1, n do
   local rid, created, body = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   base = base + 3
-  redis.call('HSET', KEYS[2 + i], 'request', body, unpack(state))
-  redis.call('EXPIRE', KEYS[2 + i], ttl)
+  redis.call('HSET', KEYS[4 + i], 'request', body, unpack(state))
+  redis.call('EXPIRE', KEYS[4 + i], ttl)
   redis.call('ZADD', KEYS[1], created, rid)
   redis.call('ZADD', KEYS[2], created, rid)
+  redis.call('ZADD', KEYS[3], created, rid)
 end
-return 1
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 256, '*', 'admitted', n)
+return rank
 """
 
 # KEYS: hash, dispatch. ARGV: request id, now, resend-after seconds. 1: enqueue its task again.
@@ -45,7 +52,7 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
-# KEYS: hash, stream, waiting set, dispatch. ARGV: request id, now, ttl, error message.
+# KEYS: hash, stream, waiting set, dispatch, owner's waiting set. ARGV: request id, now, ttl, error message.
 # Fails a request that is still queued (its model went away); 1 if it did.
 _FAIL_QUEUED = (
     FAIL_FN
@@ -58,6 +65,7 @@ end
 fail(KEYS[1], KEYS[2], ARGV[4], ARGV[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return 1
 """
 )
@@ -65,28 +73,71 @@ return 1
 
 def admit(
     r: redis.Redis, requests: list[GenerationRequest], ttl_s: int, max_queued: int | None = None
-) -> bool:
-    """Store new requests (queued) of one model and put them in its waiting set, all or none: False,
-    with nothing stored, when fewer than len(requests) places are left under max_queued."""
+) -> list[int] | None:
+    """Store new requests (queued) of one model and one owner in its waiting sets, all or none: None,
+    with nothing stored, when fewer than len(requests) places are left under max_queued.
+
+    Returns each request's Celery priority: its rank among the owner's waiting requests, up to
+    keys.LOWEST_PRIORITY, so one owner's flood queues behind everyone else's first requests.
+    """
     if not requests:
-        return True
-    model = requests[0].model
-    if any(req.model != model for req in requests):
-        raise ValueError("requests admitted together must be for one model")
+        return []
+    model, owner = requests[0].model, requests[0].owner
+    if any(req.model != model or req.owner != owner for req in requests):
+        raise ValueError("requests admitted together must be for one model and one owner")
     state = [x for pair in bus.state_fields(RequestState()).items() for x in pair]
     per_request = [x for req in requests for x in (req.request_id, req.created_at, req.model_dump_json())]
-    result = run_script(
+    rank = run_script(
         r,
         _ADMIT,
-        [keys.waiting_key(model), keys.DISPATCH, *(keys.request_key(req.request_id) for req in requests)],
+        [
+            keys.waiting_key(model),
+            keys.DISPATCH,
+            keys.owner_waiting_key(model, owner),
+            keys.arrivals_key(model),
+            *(keys.request_key(req.request_id) for req in requests),
+        ],
         -1 if max_queued is None else max_queued,
         ttl_s,
+        time.time(),
         len(requests),
         len(state),
         *state,
         *per_request,
     )
-    return bool(result)
+    if int(rank) < 0:
+        return None
+    return [min(int(rank) + i, keys.LOWEST_PRIORITY) for i in range(len(requests))]
+
+
+# KEYS: waiting set, the waiting set of the owner to pass over. The id of the earliest queued request of
+# another owner, or false.
+_NEXT_OF_OTHERS = f"""
+for _, rid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if not redis.call('ZSCORE', KEYS[2], rid)
+     and redis.call('HGET', '{keys.request_key("")}' .. rid, 'status') == '"queued"' then
+    return rid
+  end
+end
+return false
+"""
+
+
+def next_waiting_of_others(r: redis.Redis, request: GenerationRequest) -> GenerationRequest | None:
+    """The earliest request of another owner still queued for the same model, or None."""
+    owned = keys.owner_waiting_key(request.model, request.owner)
+    rid = run_script(r, _NEXT_OF_OTHERS, [keys.waiting_key(request.model), owned])
+    stored = bus.load_request(r, rid) if rid else None
+    return None if stored is None else stored.request
+
+
+def others_waiting(r: redis.Redis, request: GenerationRequest) -> int:
+    """How many requests of other owners wait for the same model."""
+    pipe = r.pipeline(transaction=False)
+    pipe.zcard(keys.waiting_key(request.model))
+    pipe.zcard(keys.owner_waiting_key(request.model, request.owner))
+    everyone, mine = pipe.execute()
+    return int(everyone) - int(mine)
 
 
 def stale_dispatches(r: redis.Redis, older_than_s: float) -> list[str]:
@@ -110,22 +161,32 @@ def redispatch(r: redis.Redis, request_id: str, older_than_s: float) -> bool:
 
 
 def fail_queued(r: redis.Redis, model: str, message: str, ttl_s: int) -> int:
-    """Fail every request still queued for `model` with an error event saying why; returns how many.
+    """Fail every request still queued for `model` with an error event saying why, giving back the
+    tokens each reserved; returns how many failed.
 
     For a model nobody serves any more (unloaded): its requests must end, not wait forever.
     """
     client: Any = r
     failed = 0
     for rid in client.zrange(keys.waiting_key(model), 0, -1):
-        failed += int(
-            run_script(
-                r,
-                _FAIL_QUEUED,
-                [keys.request_key(rid), keys.stream_key(rid), keys.waiting_key(model), keys.DISPATCH],
-                rid,
-                time.time(),
-                ttl_s,
-                message,
-            )
+        stored = bus.load_request(r, rid)
+        owner = stored.request.owner if stored else ""
+        ended = run_script(
+            r,
+            _FAIL_QUEUED,
+            [
+                keys.request_key(rid),
+                keys.stream_key(rid),
+                keys.waiting_key(model),
+                keys.DISPATCH,
+                keys.owner_waiting_key(model, owner),
+            ],
+            rid,
+            time.time(),
+            ttl_s,
+            message,
         )
+        if ended and stored is not None and stored.request.charge is not None:
+            ratelimit.refund(r, stored.request.charge, used_tokens=0)
+        failed += int(ended)
     return failed

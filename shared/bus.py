@@ -22,14 +22,17 @@ Pipeline = Any  # redis.client.Pipeline; its generic type varies between redis-p
 MAX_CONNECTIONS = 10_000  # every open stream holds one connection in a blocking read
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, tls_verify: bool = True) -> redis.Redis:
     """A client that returns str and is safe to share between threads (and greenlets).
 
     redis-py caps a pool at 100 connections by default; an API process following hundreds
-    of streams needs one per stream, so the cap is raised.
+    of streams needs one per stream, so the cap is raised. A rediss:// server's certificate is
+    verified unless tls_verify is False (REDIS_TLS_VERIFY=0: managed Redis with a self-signed
+    certificate, such as Heroku's).
     """
+    tls: dict[str, Any] = {} if tls_verify or not url.startswith("rediss://") else {"ssl_cert_reqs": "none"}
     return redis.Redis.from_url(
-        url, decode_responses=True, health_check_interval=30, max_connections=MAX_CONNECTIONS
+        url, decode_responses=True, health_check_interval=30, max_connections=MAX_CONNECTIONS, **tls
     )
 
 

@@ -10,10 +10,16 @@ LEASES = f"{PREFIX}:leases"  # sorted set: request id -> when its worker's lease
 DISPATCH = f"{PREFIX}:dispatch"  # sorted set: queued request id -> when its task was last enqueued
 MODELS = f"{PREFIX}:models"  # set: every model name a load was asked for or a worker serves
 MODEL_EVENTS = f"{PREFIX}:model_events"  # stream: ModelState changes, for GET /v1/models/events
+API_KEYS = f"{PREFIX}:apikeys"  # hash: key id -> the SHA-256 of its secret (for listing and revoking)
 LOAD_MODEL_COMMAND = "tw_load_model"  # Celery remote-control commands the workers register
 UNLOAD_MODEL_COMMAND = "tw_unload_model"
 GENERATE_TASK = "workers.tasks.generate"
 GENERATE_NOBATCH_TASK = "workers.tasks.generate_nobatch"
+# Celery task priorities on the Redis transport: 0 is served first. A key's k-th waiting request of a
+# model is sent with priority min(k, LOWEST_PRIORITY), so a light user's request overtakes a flood.
+PRIORITY_STEPS = list(range(10))
+LOWEST_PRIORITY = PRIORITY_STEPS[-1]
+_PRIORITY_SEP = "\x06\x16"  # kombu's separator between a queue's name and its priority
 
 
 def request_key(request_id: str) -> str:
@@ -44,6 +50,38 @@ def waiting_key(model: str) -> str:
 def queue_name(model: str) -> str:
     """The Celery queue that carries requests for one model."""
     return "model." + re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
+
+
+def priority_queue_names(model: str) -> list[str]:
+    """The Redis lists kombu keeps for one model's Celery queue, one per priority (0 is the bare name)."""
+    base = queue_name(model)
+    return [base] + [f"{base}{_PRIORITY_SEP}{p}" for p in PRIORITY_STEPS[1:]]
+
+
+def arrivals_key(model: str) -> str:
+    """Stream of the owners of newly admitted requests for a model (capped): wakes workers holding a
+    task back for fair share."""
+    return f"{PREFIX}:arrivals:{model}"
+
+
+def owner_waiting_key(model: str, owner: str) -> str:
+    """Sorted set of one owner's requests waiting for a model (as waiting_key): its fair-share rank."""
+    return f"{PREFIX}:waiting:{model}:owner:{owner}"
+
+
+def api_key_key(digest: str) -> str:
+    """String: the ApiKey JSON of the key whose secret has this SHA-256 (hex)."""
+    return f"{PREFIX}:apikey:{digest}"
+
+
+def session_key(digest: str) -> str:
+    """String: the key id a browser session (cookie) stands for, by the cookie's SHA-256; expires."""
+    return f"{PREFIX}:session:{digest}"
+
+
+def rate_key(key_id: str, kind: str, window: int) -> str:
+    """String counter: requests or tokens ("req" or "tok") a key used in one minute (window = unix minute)."""
+    return f"{PREFIX}:rate:{key_id}:{kind}:{window}"
 
 
 def model_state_key(model: str) -> str:

@@ -18,18 +18,20 @@ from shared import bus, keys
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
 from shared.scripts import FAIL_FN, FINAL, run_script
 
-# KEYS: hash, waiting set, leases, dispatch. ARGV: request id, '"running"', worker id (JSON), lease expiry.
+# KEYS: hash, waiting set, leases, dispatch, owner's waiting set. ARGV: request id, '"running"', worker id
+# (JSON), lease expiry.
 _CLAIM = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= '"queued"' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'worker_id', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 return 1
 """
 
-# KEYS: hash, stream, waiting set, cancel flag, leases. ARGV: request id, done event JSON, ttl,
+# KEYS: hash, stream, waiting set, cancel flag, owner's waiting set. ARGV: request id, done event JSON, ttl,
 # then field/value pairs of the cancelled state. Returns the status the request had.
 _CANCEL = (
     """
@@ -39,6 +41,7 @@ if status == '"queued"' then
   redis.call('HSET', KEYS[1], unpack(ARGV, 4))
   redis.call('XADD', KEYS[2], '1-0', 'data', ARGV[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
   return 'queued'
@@ -52,8 +55,8 @@ return cjson.decode(status)
 """
 )
 
-# KEYS: hash, stream, waiting set, leases, dispatch. ARGV: request id, now, mode ('expired' or the JSON worker
-# id handing it back), max attempts, created_at, ttl, error message.
+# KEYS: hash, stream, waiting set, leases, dispatch, owner's waiting set. ARGV: request id, now, mode
+# ('expired' or the JSON worker id handing it back), max attempts, created_at, ttl, error message.
 # Returns 'requeued', 'failed' or 'skipped'.
 _REQUEUE = (
     FAIL_FN
@@ -80,6 +83,7 @@ end
 redis.call('HSET', KEYS[1], 'status', '"queued"', 'worker_id', 'null')
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
 return 'requeued'
 """
@@ -105,7 +109,13 @@ def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: f
     result = run_script(
         r,
         _CLAIM,
-        [keys.request_key(rid), keys.waiting_key(request.model), keys.LEASES, keys.DISPATCH],
+        [
+            keys.request_key(rid),
+            keys.waiting_key(request.model),
+            keys.LEASES,
+            keys.DISPATCH,
+            keys.owner_waiting_key(request.model, request.owner),
+        ],
         rid,
         json.dumps(RequestStatus.RUNNING.value),
         json.dumps(worker_id),
@@ -132,7 +142,13 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
     result: str = run_script(
         r,
         _CANCEL,
-        [keys.request_key(rid), keys.stream_key(rid), keys.waiting_key(request.model), keys.cancel_key(rid)],
+        [
+            keys.request_key(rid),
+            keys.stream_key(rid),
+            keys.waiting_key(request.model),
+            keys.cancel_key(rid),
+            keys.owner_waiting_key(request.model, request.owner),
+        ],
         rid,
         done.model_dump_json(),
         ttl_s,
@@ -168,10 +184,11 @@ def expired_leases(r: redis.Redis) -> list[str]:
 
 
 def requeue(
-    r: redis.Redis, request: GenerationRequest, *, owner: str | None, max_attempts: int, ttl_s: int
+    r: redis.Redis, request: GenerationRequest, *, holder: str | None, max_attempts: int, ttl_s: int
 ) -> str:
-    """Put a running request back in its queue: after its lease expired (owner None, counted as an
-    attempt; past max_attempts it fails with an error event instead), or handed back by its owner.
+    """Put a running request back in its queue: after its lease expired (holder None, counted as an
+    attempt; past max_attempts it fails with an error event instead), or handed back by the worker
+    that holds it.
 
     Returns "requeued" (the caller then enqueues its task again), "failed" or "skipped".
     """
@@ -186,10 +203,11 @@ def requeue(
             keys.waiting_key(request.model),
             keys.LEASES,
             keys.DISPATCH,
+            keys.owner_waiting_key(request.model, request.owner),
         ],
         rid,
         time.time(),
-        "expired" if owner is None else json.dumps(owner),
+        "expired" if holder is None else json.dumps(holder),
         max_attempts,
         request.created_at,
         ttl_s,

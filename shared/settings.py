@@ -71,13 +71,26 @@ class Settings(BaseSettings):
     public_url: str = _env("PUBLIC_URL", "", "base of stream_url / websocket_url; '' uses the request's host")
     body_timeout_s: float = _env("BODY_TIMEOUT", 10.0, "a request body must arrive within this", gt=0)
     max_connections_per_client: int = _env(
-        "MAX_CONNECTIONS_PER_CLIENT", 64, "open connections per client address (0: no cap)", ge=0
+        "MAX_CONNECTIONS_PER_CLIENT", 128, "open connections per client address (0: no cap)", ge=0
     )
     enable_nobatch: bool = _env("ENABLE_NOBATCH", False, "serve /v1/generate_nobatch (it stalls the batch)")
     max_choices: int = _env("MAX_CHOICES", 64, "generations (prompts x n) one request may ask for", ge=1)
     failed_load_ttl_s: float = _env("FAILED_LOAD_TTL", 600.0, "how long a failed load stays listed", gt=0)
+    host: str = _env("HOST", "127.0.0.1", "the interface the API, Flower and metrics bind to")
+    admin_api_key: str = _env("ADMIN_API_KEY", "", "the bootstrap admin key; setting it turns keys on")
+    flower_basic_auth: str = _env("FLOWER_BASIC_AUTH", "", "user:password for Flower")
+    metrics_token: str = _env("METRICS_TOKEN", "", "bearer token Prometheus sends to scrape metrics")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = _env(
+        "CORS_ORIGINS", (), "origins allowed to call the API from a browser (comma-separated; '' same-origin)"
+    )
+    redis_tls_verify: bool = _env("REDIS_TLS_VERIFY", True, "verify a rediss:// server's certificate")
+    fair_seats: int = _env(
+        "FAIR_SEATS", 2, "task threads past MAX_BATCH that let other keys' requests in", ge=0
+    )
+    session_ttl_s: int = _env("SESSION_TTL", 43200, "how long a browser session (cookie) lasts", ge=60)
+    web_concurrency: int = _env("WEB_CONCURRENCY", 1, "API processes (gunicorn workers)", ge=1)
 
-    @field_validator("trusted_models", mode="before")
+    @field_validator("trusted_models", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -88,6 +101,11 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @property
+    def keys_required(self) -> bool:
+        """Every route but the health probes needs an API key (ADMIN_API_KEY is set)."""
+        return bool(self.admin_api_key)
 
     @property
     def worker_ttl_s(self) -> int:
@@ -126,3 +144,28 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, read from os.environ on first use."""
     return settings_from_env()
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def is_public(host: str) -> bool:
+    """Whether binding `host` lets other machines connect (anything but loopback)."""
+    return not host.startswith(LOOPBACK)
+
+
+def check_exposure(settings: Settings, service: str) -> None:
+    """Refuse to serve `service` ("api", "flower" or "metrics") on a public interface without its
+    credentials; SettingsError saying what to set."""
+    if not is_public(settings.host):
+        return
+    missing = {
+        "api": ("ADMIN_API_KEY", settings.admin_api_key),
+        "flower": ("FLOWER_BASIC_AUTH", settings.flower_basic_auth),
+        "metrics": ("METRICS_TOKEN", settings.metrics_token),
+    }[service]
+    if not missing[1]:
+        raise SettingsError(
+            f"HOST={settings.host} would serve the {service} to every network this machine is on with no "
+            f"credentials: set {missing[0]}, or bind HOST=127.0.0.1"
+        )

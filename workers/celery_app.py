@@ -12,6 +12,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from shared.broker_options import broker_options, broker_tls
 from shared.keys import GENERATE_TASK, queue_name
 from shared.messages import GenerationRequest
 from shared.settings import get_settings
@@ -20,7 +21,9 @@ settings = get_settings()
 app = Celery("torchweave", broker=settings.redis_url, include=["workers.tasks", "workers.control"])
 app.conf.update(
     worker_pool="threads",
-    worker_concurrency=settings.max_batch,
+    # FAIR_SEATS threads past the batch: another key's request can be taken while one key fills every
+    # slot (workers/service.py holds a task of that key back instead of claiming it).
+    worker_concurrency=settings.max_batch + settings.fair_seats,
     worker_prefetch_multiplier=1,
     task_acks_late=True,
     task_ignore_result=True,
@@ -34,13 +37,15 @@ app.conf.update(
     # Short is safe here: a redelivered message whose request is already claimed is dropped at once.
     broker_transport="workers.broker:Transport",
     broker_transport_options={
-        "visibility_timeout": settings.visibility_timeout_s,
+        **broker_options(settings),
         "unacked_restore_interval": 1,
         "unacked_restore_throttle": 1,
     },
+    **broker_tls(settings),
 )
 
 
 def enqueue(request: GenerationRequest) -> None:
-    """Put a requeued request's task back on its model's queue."""
-    app.send_task(GENERATE_TASK, args=[request.request_id], queue=queue_name(request.model))
+    """Put a requeued request's task back on its model's queue, first in line: it had started."""
+    rid = request.request_id
+    app.send_task(GENERATE_TASK, args=[rid], task_id=rid, queue=queue_name(request.model), priority=0)

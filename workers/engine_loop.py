@@ -97,6 +97,7 @@ class EngineLoop:
                 active.prompt_ids,
                 sampling_options(active.request),
                 output_ids=active.prior_ids,
+                group=active.request.owner,
             )
         except ValueError as exc:  # e.g. a prompt that does not fit the context
             self._end(active, FinishReason.ERROR, error=str(exc))
@@ -112,7 +113,7 @@ class EngineLoop:
             result = lifecycle.requeue(
                 self.redis,
                 active.request,
-                owner=self.worker_id,
+                holder=self.worker_id,
                 max_attempts=self.settings.max_attempts,
                 ttl_s=self.settings.stream_ttl_s,
             )

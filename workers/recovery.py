@@ -31,7 +31,7 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
             pipe.execute()
             continue
         result = lifecycle.requeue(
-            r, stored.request, owner=None, max_attempts=settings.max_attempts, ttl_s=settings.stream_ttl_s
+            r, stored.request, holder=None, max_attempts=settings.max_attempts, ttl_s=settings.stream_ttl_s
         )
         if result == "requeued":
             enqueue(stored.request)

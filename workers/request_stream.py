@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared import bus, lifecycle
+from shared import bus, lifecycle, ratelimit
 from shared.messages import (
     DoneEvent,
     ErrorEvent,
@@ -127,6 +127,9 @@ class StreamWrites:
         self._writes.add(bus.update_state, rid, state)
         self._writes.add(bus.expire_request, rid, self.ttl_s)
         self._writes.add(lifecycle.release, rid)
+        if active.request.charge is not None:  # give back what its key reserved and it did not use
+            used = usage.prompt_tokens + usage.completion_tokens
+            self._writes.add(ratelimit.refund, active.request.charge, used)
 
     def check_running(self, request_ids: list[str]) -> None:
         """Check these running requests in the same round trip: the last reply lists, per id, "gone",

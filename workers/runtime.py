@@ -55,7 +55,7 @@ class WorkerRuntime:
         self.consume = consume
         self.identity = Identity(worker_id=new_worker_id(), node=node, started_at=time.time())
         self.worker_id = self.identity.worker_id
-        self.redis = bus.connect(settings.redis_url)
+        self.redis = bus.connect(settings.redis_url, settings.redis_tls_verify)
         self.service: EngineService | None = None
         self.loading: str | None = None  # the model being loaded, while a load runs
         self._lock = threading.Lock()  # one switch or unload at a time

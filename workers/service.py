@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,6 +24,7 @@ from workers.engine import LLMEngine
 from workers.engine_loop import EngineLoop
 from workers.model_loader import LoadedModel, context_length
 from workers.request_stream import ActiveRequest
+from workers.seats import Seats
 from workers.text_output import TextOutput
 from workers.token_text import TokenText
 from workers.torch_thread import TorchThread
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 class WrongModel(RuntimeError):
     """A task reached a worker that switched models since it was queued: it goes back to its queue."""
+
+
+class GiveBack(RuntimeError):
+    """A task held back for fair share found other keys' requests waiting: it goes back to its queue,
+    and the thread takes the next message, theirs (their priority is higher)."""
 
 
 class EngineService:
@@ -61,8 +66,7 @@ class EngineService:
         self.loop = EngineLoop(self.engine, TokenText(loaded.tokenizer), client, settings, worker_id, enqueue)
         self.started_at = time.time()
         self.last_request_at = 0.0  # when a request last arrived here: MODEL_IDLE_TTL and AUTOLOAD read it
-        self._claimed: set[str] = set()  # every request this worker holds a lease on
-        self._claimed_lock = threading.Lock()
+        self.seats = Seats(client, worker_id, loaded.name, settings.max_batch)  # who is claimed; fair share
         self._loop_done: concurrent.futures.Future[None] | None = None
 
     # --- lifetime ---
@@ -70,9 +74,11 @@ class EngineService:
     def start(self, torch_thread: TorchThread) -> None:
         """Run the engine loop on the worker's torch thread (see workers/torch_thread.py) until stop()."""
         self._loop_done = torch_thread.submit(self.loop.run)
+        self.seats.start()
 
     def stop(self) -> None:
         self.loop.stopping.set()
+        self.seats.close()
         if self._loop_done is not None:
             concurrent.futures.wait([self._loop_done], timeout=10)
 
@@ -97,12 +103,11 @@ class EngineService:
 
     @property
     def num_active(self) -> int:
-        return len(self._claimed)
+        return len(self.seats)
 
     def claimed_ids(self) -> list[str]:
         """Requests whose leases the heartbeat renews."""
-        with self._claimed_lock:
-            return list(self._claimed)
+        return self.seats.ids()
 
     def call_in_loop(self, job: Callable[[], None]) -> None:
         """Run job on the loop's thread between two steps (nothing else runs meanwhile); wait for it."""
@@ -131,6 +136,18 @@ class EngineService:
                 f"request {request_id} is for {request.model!r}; this worker serves {self.loaded.name!r}"
             )
         self.last_request_at = time.time()
+        seat = self.seats.wait(request)
+        if seat.claim:
+            self._generate(request)
+            return
+        if seat.instead is not None:
+            # Another owner's request waits: run it here and now, straight from the waiting set (its own
+            # message, delivered later, finds it claimed and is dropped), then give this task back.
+            self._generate(seat.instead)
+        raise GiveBack(f"request {request_id}: other keys' requests wait; this one goes back in line")
+
+    def _generate(self, request: GenerationRequest) -> None:
+        """Claim a request, run it in the engine, and return once it has ended here."""
         with self.holding(request) as claimed:
             if not claimed:
                 return  # cancelled while queued, or a duplicate delivery of a request someone else runs
@@ -145,13 +162,11 @@ class EngineService:
         if not lifecycle.claim(self.redis, request, self.worker_id, self.settings.worker_ttl_s):
             yield False
             return
-        with self._claimed_lock:
-            self._claimed.add(request.request_id)
+        self.seats.take(request)
         try:
             yield True
         finally:
-            with self._claimed_lock:
-                self._claimed.discard(request.request_id)
+            self.seats.leave(request.request_id)
 
     def hand_back(self) -> None:
         """Give every request back to the queue (after a drain timeout); they continue elsewhere."""

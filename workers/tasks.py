@@ -8,7 +8,7 @@ from shared.keys import GENERATE_NOBATCH_TASK, GENERATE_TASK
 from workers import control
 from workers.celery_app import app
 from workers.nobatch import generate_alone
-from workers.service import EngineService, WrongModel
+from workers.service import EngineService, GiveBack, WrongModel
 
 
 def engine_service() -> EngineService:
@@ -24,7 +24,7 @@ def generate(request_id: str) -> None:
     """Generate a stored request in the continuous batch; its tokens stream to Redis as they come."""
     try:
         engine_service().run(request_id)
-    except WrongModel as exc:
+    except (WrongModel, GiveBack) as exc:
         raise Reject(str(exc), requeue=True) from None
 
 

@@ -9,8 +9,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api import context
+from api.auth.guard import admin_only
 from api.bodies import parse_body
 from api.errors import ApiError
+from api.generation import charges
 from api.generation.lookup import load_or_404
 from api.generation.queue import queue_info
 from api.generation.schemas import SubmitBody
@@ -88,6 +90,7 @@ def cancel_request(request_id: str) -> tuple[Response, int]:
     gen = load_or_404(request_id).request
     had = lifecycle.cancel(context.redis_client(), gen, context.settings().stream_ttl_s)
     if had == "queued":
+        charges.refund_all([gen])  # it never ran: its key gets back every token it reserved
         return jsonify({"id": request_id, "status": "cancelled"}), 200
     if had == "running":
         return jsonify({"id": request_id, "status": "cancelling"}), 202
@@ -121,6 +124,7 @@ class TtftRelay(Relay):
 
 
 @bp.post("/generate_nobatch")
+@admin_only
 @documented(body=SubmitBody, description="the whole text", errors=(404, 429, 504))
 def generate_nobatch() -> Response:
     """Generate one request alone (no batching) and return its whole text as JSON.

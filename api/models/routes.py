@@ -14,6 +14,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api import context
+from api.auth.guard import admin_only
+from api.auth.principal import current
 from api.bodies import parse_body
 from api.errors import ApiError
 from api.models import catalog
@@ -39,6 +41,7 @@ def list_models() -> Response:
 
 
 @bp.post("/v1/models/load")
+@admin_only
 @documented(body=LoadModelBody, success=202, description="loading: follow /v1/models/events", errors=(409,))
 def load() -> tuple[Response, int]:
     """Make `workers` workers load a model (Hub id or a path under MODEL_DIR); 202."""
@@ -49,6 +52,7 @@ def load() -> tuple[Response, int]:
 
 
 @bp.post("/v1/models/unload")
+@admin_only
 @documented(body=UnloadModelBody, success=202, description="unloading", errors=(404,))
 def unload() -> tuple[Response, int]:
     """Make every worker serving a model unload it (202); its queued requests fail if none is left."""
@@ -73,6 +77,7 @@ def check_stream_id(raw: str) -> None:
 
 
 @bp.get("/v1/models/events")
+@admin_only
 @documented(
     stream=True, description="`model` events", errors=(400,), query=(QueryParam("from", {"type": "string"}),)
 )
@@ -138,7 +143,7 @@ def search() -> Response:
 @bp.get("/model")
 @documented(errors=(404, 503), query=(QueryParam("model", {"type": "string"}),))
 def model() -> Response:
-    """One model's facts (vocab, EOS, device, batch size, context) and the workers that serve it.
+    """One model's facts (vocab, EOS, device, batch size, context) and, for admins, its workers.
 
     404 for a model no worker serves; 503 while no worker serves the default model.
     """
@@ -159,6 +164,6 @@ def model() -> Response:
             "dtype": w.dtype,
             "max_batch_size": w.max_batch,
             "max_model_len": w.max_model_len,
-            "workers": [x.model_dump() for x in workers],
+            **({"workers": [x.model_dump(exclude={"v"}) for x in workers]} if current().is_admin else {}),
         }
     )

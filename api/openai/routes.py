@@ -9,7 +9,8 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from api.bodies import parse_body
-from api.generation.submit import Choice, enqueue, prepare
+from api.generation.limits import Choice
+from api.generation.submit import enqueue, prepare
 from api.openai.response import OpenAIResponse
 from api.openai.schemas import ChatCompletionRequest, CompletionRequest
 from api.route_docs import documented
@@ -24,8 +25,7 @@ def completions() -> Response:
     req = parse_body(CompletionRequest)
     prompts = req.prompts()
     choices = [Choice(req.sampling(i), prompt=p) for p in prompts for i in range(req.n)]
-    gens = prepare(req.model, choices, cancel_on_disconnect=req.stream)
-    enqueue(gens)
+    gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
     return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts)).respond()
 
 
@@ -36,6 +36,5 @@ def chat_completions() -> Response:
     req = parse_body(ChatCompletionRequest)
     messages = [m.to_message() for m in req.messages]
     choices = [Choice(req.sampling(i), messages=messages) for i in range(req.n)]
-    gens = prepare(req.model, choices, cancel_on_disconnect=req.stream)
-    enqueue(gens)
+    gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
     return OpenAIResponse(req, gens, chat=True, num_prompts=1).respond()

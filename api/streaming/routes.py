@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 from flask_sock import Sock
 
 from api import context
+from api.auth.principal import current
 from api.errors import ApiError
 from api.generation.lookup import load_or_404
 from api.route_docs import QueryParam, documented
@@ -73,7 +74,7 @@ def websocket(ws: Any, request_id: str) -> None:
     """
     inbox = guard_inbox(ws)
     stored = bus.load_request(context.redis_client(), request_id)
-    if stored is None:
+    if stored is None or not current().may_see(stored.request):
         _refuse(ws, f"request {request_id} is unknown or has expired", "not found")
         return
     gen = stored.request

@@ -4,6 +4,7 @@ Each message carries `v`. Adding an optional field keeps the version; renaming o
 removing one bumps it. Decoders refuse versions they do not know (the Literal does).
 """
 
+from shared.messages.access import ApiKey, RateCharge, Role
 from shared.messages.events import (
     STREAM_EVENT,
     DoneEvent,
@@ -36,6 +37,7 @@ __all__ = [
     "PENDING_FRESH_S",
     "STREAM_EVENT",
     "UNLOAD_PENDING",
+    "ApiKey",
     "ChatMessage",
     "DoneEvent",
     "ErrorEvent",
@@ -43,8 +45,10 @@ __all__ = [
     "GenerationRequest",
     "ModelLoadState",
     "ModelState",
+    "RateCharge",
     "RequestState",
     "RequestStatus",
+    "Role",
     "SamplingParams",
     "StreamEvent",
     "TokenEvent",

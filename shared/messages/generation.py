@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from shared.messages.access import RateCharge
 from shared.messages.base import Message
 
 
@@ -71,6 +72,8 @@ class GenerationRequest(Message):
     created_at: float
     cancel_on_disconnect: bool = False  # cancel when a subscriber of its stream disconnects
     timeout_s: float | None = None  # generation ends with finish_reason "timeout" this long after created_at
+    owner: str = ""  # who submitted it (an API key's id, or the client's address without keys): fair share
+    charge: RateCharge | None = None  # what it reserved of its key's token budget
 
     @model_validator(mode="after")
     def _prompt_or_messages(self) -> GenerationRequest:

@@ -67,7 +67,8 @@ def test_a_worker_stops_generating_for_a_record_that_is_gone(adv: Cluster) -> No
         return sum(w.slots_free for w in fleet.list_workers(r) if w.model == MODEL)
 
     wait_for(lambda: slots_free() == 24, 30, "the slot freed")
-    assert not r.exists(keys.request_key(sub["id"]), keys.stream_key(sub["id"]))  # nothing written back
+    left = {k: r.type(k) for k in (keys.request_key(sub["id"]), keys.stream_key(sub["id"])) if r.exists(k)}
+    assert not left, {k: (t, r.hgetall(k) if t == "hash" else r.xrange(k)) for k, t in left.items()}
 
 
 def test_health_is_not_ready_while_the_default_model_is_unloaded(adv: Cluster) -> None:

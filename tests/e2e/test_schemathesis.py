@@ -1,6 +1,7 @@
-"""Property-based fuzzing of every documented operation with schemathesis: zero server errors.
+"""Property-based fuzzing of every documented operation with schemathesis, with an admin key: zero
+server errors.
 
-A separate API process (same Redis, same worker) caps max_new_tokens at 32, so the valid
+A separate API process (same Redis, same worker, keys on) caps max_new_tokens at 32, so the valid
 bodies schemathesis generates finish quickly; the run is bounded by --max-examples.
 """
 
@@ -13,13 +14,16 @@ from devtools.servers import VENV_BIN, start_api
 
 
 def test_schemathesis_finds_no_server_error(server_env: dict[str, str], log_dir: Path, live_url: str) -> None:
-    api, url = start_api({**server_env, "MAX_NEW_TOKENS_LIMIT": "32"}, log_dir)
+    key = "tw-schemathesis-admin"
+    api, url = start_api({**server_env, "MAX_NEW_TOKENS_LIMIT": "32", "ADMIN_API_KEY": key}, log_dir)
     try:
         out = subprocess.run(
             [
                 str(VENV_BIN / "schemathesis"),
                 "run",
                 f"{url}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {key}",
                 "--checks",
                 "not_a_server_error",
                 "--max-examples",

@@ -74,10 +74,10 @@ def test_expired_lease_requeues_then_fails_after_max_attempts(r: redis.Redis) ->
     for attempt in range(1, 3):
         assert lifecycle.claim(r, req, f"w{attempt}", lease_s=60)
         # The lease is still live: nothing to requeue yet.
-        assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "skipped"
+        assert lifecycle.requeue(r, req, holder=None, max_attempts=3, ttl_s=60) == "skipped"
         run_out(r, req)
         assert req.request_id in lifecycle.expired_leases(r)
-        assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "requeued"
+        assert lifecycle.requeue(r, req, holder=None, max_attempts=3, ttl_s=60) == "requeued"
         assert state_of(r, req).status == RequestStatus.QUEUED and state_of(r, req).worker_id is None
         assert bus.queue_position(r, req, ttl_s=60) == 0
     assert lifecycle.claim(r, req, "w3", lease_s=60)
@@ -85,7 +85,7 @@ def test_expired_lease_requeues_then_fails_after_max_attempts(r: redis.Redis) ->
     bus.append_event(pipe, req.request_id, TokenEvent(index=0, text="partial"))
     pipe.execute()
     run_out(r, req)
-    assert lifecycle.requeue(r, req, owner=None, max_attempts=3, ttl_s=60) == "failed"
+    assert lifecycle.requeue(r, req, holder=None, max_attempts=3, ttl_s=60) == "failed"
     state = state_of(r, req)
     assert state.status == RequestStatus.FAILED and "3 workers" in (state.error or "")
     events = bus.read_events(r, req.request_id)
@@ -107,11 +107,11 @@ def test_renewed_lease_does_not_expire(r: redis.Redis) -> None:
     assert r.zscore(keys.LEASES, req.request_id) is None
 
 
-def test_only_the_owner_hands_a_request_back(r: redis.Redis) -> None:
+def test_only_the_holder_hands_a_request_back(r: redis.Redis) -> None:
     req = queued(r)
     lifecycle.claim(r, req, "owner", lease_s=60)
-    assert lifecycle.requeue(r, req, owner="someone-else", max_attempts=3, ttl_s=60) == "skipped"
-    assert lifecycle.requeue(r, req, owner="owner", max_attempts=3, ttl_s=60) == "requeued"
+    assert lifecycle.requeue(r, req, holder="someone-else", max_attempts=3, ttl_s=60) == "skipped"
+    assert lifecycle.requeue(r, req, holder="owner", max_attempts=3, ttl_s=60) == "requeued"
     assert state_of(r, req).status == RequestStatus.QUEUED
     assert lifecycle.claim(r, req, "next", lease_s=60)
 

@@ -71,11 +71,13 @@ class LLMEngine:
         prompt_ids: list[int],
         options: SamplingOptions,
         output_ids: list[int] | None = None,
+        group: str = "",
     ) -> None:
         """Queue a sequence; it joins the batch at the next step. Refuses a prompt that leaves no room.
 
         `output_ids` resumes a sequence another engine started: they are prefilled with the prompt
-        and count toward max_new_tokens, and seeded sampling continues at their position.
+        and count toward max_new_tokens, and seeded sampling continues at their position. `group`
+        is its fair-share group (see the scheduler).
         """
         if not prompt_ids:
             raise ValueError("the prompt has no tokens")
@@ -85,7 +87,7 @@ class LLMEngine:
             )
         if seq_id in self.seqs:
             raise ValueError(f"sequence {seq_id} is already in the engine")
-        seq = Sequence(seq_id, list(prompt_ids), options, output_ids=list(output_ids or []))
+        seq = Sequence(seq_id, list(prompt_ids), options, output_ids=list(output_ids or []), group=group)
         self.seqs[seq_id] = seq
         self.scheduler.add(seq)
 

@@ -4,11 +4,16 @@ Every step has a token budget. Running decodes come first (one token each), so a
 prompt never stalls them; prefills fill what is left, in chunks when a prompt is longer
 than the budget (chunked prefill). A sequence is sampled in the step that processes its
 last uncached token.
+
+Fair share between groups (API keys): a free slot goes to the waiting sequence whose group runs
+the fewest, first come first served among equals. When every slot is taken and a group with
+nothing running waits, the newest sequence of the group holding the most slots is preempted: it
+goes back to the head of the queue, keeps its tokens, and is recomputed when it gets a slot again.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from workers.engine.sequence import Sequence, SequenceStatus
@@ -37,6 +42,8 @@ class Scheduler:
         self.slots = SlotAllocator(max_batch)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
+        self._admissions = 0  # counts slot grants: Sequence.admitted_at
+        self.num_preemptions = 0
 
     def add(self, seq: Sequence) -> None:
         self.waiting.append(seq)
@@ -45,7 +52,8 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> Schedule:
-        """Decode every running sequence, then prefill (first come, first served) within the budget."""
+        """Decode every running sequence, then prefill (fairly, see the module) within the budget."""
+        self._make_room_for_a_newcomer()
         decode: list[Sequence] = []
         partial: list[Sequence] = []
         for seq in self.running:
@@ -59,9 +67,12 @@ class Scheduler:
             prefill.append((seq, n))
             budget -= n
         while budget > 0 and self.waiting and self.slots.can_allocate():
-            seq = self.waiting.popleft()
+            seq = self._next_waiting()
+            self.waiting.remove(seq)
             seq.slot = self.slots.allocate()
             seq.status = SequenceStatus.RUNNING
+            self._admissions += 1
+            seq.admitted_at = self._admissions
             self.running.append(seq)
             n = min(seq.num_tokens, budget)
             prefill.append((seq, n))
@@ -69,6 +80,36 @@ class Scheduler:
         decode.sort(key=lambda s: s.slot if s.slot is not None else -1)  # contiguous slots read in place
         sampled = decode + [seq for seq, n in prefill if seq.num_cached + n == seq.num_tokens]
         return Schedule(decode=decode, prefill=prefill, sampled=sampled)
+
+    def _next_waiting(self) -> Sequence:
+        """The waiting sequence whose group runs the fewest; the earliest among equals."""
+        running = Counter(s.group for s in self.running)
+        return min(self.waiting, key=lambda s: running[s.group])
+
+    def _make_room_for_a_newcomer(self) -> None:
+        """Every slot taken, and a group with nothing running waits: preempt the newest sequence of the
+        group that holds the most slots (if it holds two or more)."""
+        if self.slots.can_allocate() or not self.waiting:
+            return
+        running = Counter(s.group for s in self.running)
+        if all(running[s.group] for s in self.waiting):
+            return
+        group, held = running.most_common(1)[0]
+        if held >= 2:
+            self.preempt(max((s for s in self.running if s.group == group), key=lambda s: s.admitted_at))
+
+    def preempt(self, seq: Sequence) -> None:
+        """Take a running sequence's slot back; it waits at the head of the queue with its tokens and is
+        recomputed (prompt and output prefilled again) when it gets a slot."""
+        self.running.remove(seq)
+        if seq.slot is not None:
+            self.slots.free(seq.slot)
+            seq.slot = None
+        seq.num_cached = 0
+        seq.status = SequenceStatus.WAITING
+        seq.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(seq)
 
     def postprocess(self, schedule: Schedule, token_ids: list[int]) -> None:
         """Count the tokens the step cached, append each sampled token, and retire the sequences that

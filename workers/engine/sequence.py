@@ -57,6 +57,9 @@ class Sequence:
     slot: int | None = None
     num_cached: int = 0  # tokens whose keys and values sit in the KV cache
     largest_batch: int = 0  # the most sequences that shared a step with this one
+    group: str = ""  # fair share: sequences of one group yield slots to a group with none running
+    admitted_at: int = 0  # the scheduler's admission counter when it last got a slot (newest: highest)
+    num_preemptions: int = 0
 
     @property
     def num_tokens(self) -> int:

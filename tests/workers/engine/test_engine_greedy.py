@@ -56,3 +56,23 @@ def test_resumed_sequence_continues_exactly_where_it_stopped(tiny: LoadedModel) 
     engine.add_request("r", prompt, SamplingOptions(max_new_tokens=12, temperature=0.0), output_ids=full[:5])
     outputs = run_to_completion(engine, {})
     assert full[:5] + outputs["r"] == full
+
+
+def test_preempted_sequences_continue_greedy_identical(tiny: LoadedModel) -> None:
+    engine = make_engine(tiny, max_batch=2)
+    prompts = make_prompts(4, seed=21)
+    opts = SamplingOptions(max_new_tokens=24, temperature=0.0, ignore_eos=True)
+    for i, prompt in enumerate(prompts[:3]):
+        engine.add_request(f"a{i}", prompt, opts, group="a")
+    outputs: dict[str, list[int]] = {}
+    for step in range(200):
+        if step == 5:
+            engine.add_request("b0", prompts[3], opts, group="b")  # takes a slot from a's newest
+        for out in engine.step():
+            outputs.setdefault(out.seq_id, []).append(out.token_id)
+        if not engine.has_work():
+            break
+    assert engine.scheduler.num_preemptions >= 1
+    for i, prompt in enumerate(prompts[:3]):
+        assert outputs[f"a{i}"] == reference_greedy(tiny, prompt, 24)
+    assert outputs["b0"] == reference_greedy(tiny, prompts[3], 24)

@@ -91,3 +91,48 @@ def test_decodes_are_sorted_by_slot_so_contiguous_slots_read_in_place() -> None:
     schedule = scheduler.schedule()
     assert [s.slot for s in schedule.decode] == [0, 1, 2]
     assert schedule.decode[0] is late
+
+
+def test_a_group_with_nothing_running_gets_a_slot_at_once() -> None:
+    scheduler = make_scheduler(max_batch=3, max_batch_tokens=64)
+    flood = make_seqs(5, prefix="a")
+    for seq in flood:
+        seq.group = "a"
+        scheduler.add(seq)
+    step(scheduler)  # a0, a1, a2 run; a3, a4 wait
+    [light] = make_seqs(1, prefix="b")
+    light.group = "b"
+    scheduler.add(light)
+    schedule = step(scheduler)
+    assert light in [s for s, _ in schedule.prefill]  # admitted in the very next step
+    assert flood[2].status is SequenceStatus.WAITING and flood[2].num_preemptions == 1  # a's newest
+    assert flood[2].num_cached == 0 and flood[2].output_ids == [50]  # keeps its token, recomputed later
+    assert list(scheduler.waiting)[:1] == [flood[2]]  # first in line among a's
+
+
+def test_a_free_slot_goes_to_the_group_running_the_fewest() -> None:
+    scheduler = make_scheduler(max_batch=2, max_batch_tokens=64)
+    [a0] = make_seqs(1, prefix="a0-", max_new_tokens=9)
+    [a1] = make_seqs(1, prefix="a1-", max_new_tokens=1)
+    [a2] = make_seqs(1, prefix="a2-")
+    [b0] = make_seqs(1, prefix="b0-")
+    for seq in (a0, a1, a2):
+        seq.group = "a"
+    b0.group = "b"
+    scheduler.add(a0)
+    scheduler.add(a1)
+    step(scheduler)  # a0 and a1 run; a1 ends after its one token
+    scheduler.add(a2)  # a2 came first...
+    scheduler.add(b0)
+    schedule = scheduler.schedule()
+    assert [s for s, _ in schedule.prefill] == [b0]  # ...but a runs one and b none: b gets the slot
+    assert a0.num_preemptions == 0  # a free slot was there: nobody was preempted
+
+
+def test_one_group_alone_is_never_preempted_for_itself() -> None:
+    scheduler = make_scheduler(max_batch=2, max_batch_tokens=64)
+    for seq in make_seqs(4):
+        scheduler.add(seq)
+    for _ in range(3):
+        step(scheduler)
+    assert all(s.num_preemptions == 0 for s in scheduler.running + list(scheduler.waiting))

@@ -1,0 +1,57 @@
+"""`torchweave keys ...`: create, list and revoke API keys straight in Redis (REDIS_URL), for operators.
+
+torchweave keys create --name alice --role user --rpm 60 --tpm 20000
+torchweave keys list
+torchweave keys revoke <key id>
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from api.auth import store
+from shared import bus
+from shared.settings import get_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torchweave", description="TorchWeave administration")
+    nouns = parser.add_subparsers(dest="noun", required=True)
+    keys = nouns.add_parser("keys", help="API keys").add_subparsers(dest="verb", required=True)
+    create = keys.add_parser("create", help="create a key and print its secret (shown only this once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", choices=["user", "admin"], default="user")
+    create.add_argument("--rpm", type=int, default=None, help="requests per minute (default: no limit)")
+    create.add_argument("--tpm", type=int, default=None, help="tokens per minute (default: no limit)")
+    keys.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    r = bus.connect(settings.redis_url, settings.redis_tls_verify)
+    if args.verb == "create":
+        for limit in ("rpm", "tpm"):
+            if getattr(args, limit) is not None and getattr(args, limit) < 1:
+                print(f"--{limit} must be at least 1", file=sys.stderr)
+                return 2
+        secret, key = store.create(r, args.name, args.role, args.rpm, args.tpm)
+        print(f"created key {key.key_id} ({key.name}, {key.role}); its secret, shown only now:\n{secret}")
+    elif args.verb == "list":
+        for key in store.list_keys(r):
+            limits = f"rpm={key.rpm or '-'} tpm={key.tpm or '-'}"
+            print(f"{key.key_id}  {key.role:5}  {limits:24}  {key.name}")
+    elif not store.revoke(r, args.key_id):
+        print(f"no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    else:
+        print(f"revoked {args.key_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""What one generation may ask for: max_new_tokens within the model's context, and the prompt (chat
+template included) with it. Returns what the generation may use at most, for its key's token budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api import context
+from api.errors import ApiError
+from api.generation.token_limits import prompt_counter
+from shared.messages import ChatMessage, SamplingParams, WorkerInfo
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One generation of a submission: its sampling and its prompt (text or chat messages)."""
+
+    params: SamplingParams
+    prompt: str = ""
+    messages: list[ChatMessage] | None = None
+
+
+def context_of(model: str, workers: list[WorkerInfo]) -> int | None:
+    """The smallest context among the ready workers of a model; None when none is ready yet."""
+    contexts = [
+        w.max_model_len for w in workers if w.model == model and w.state == "ready" and w.max_model_len
+    ]
+    return min(contexts) if contexts else None
+
+
+def check_context(model: str, choice: Choice, workers: list[WorkerInfo]) -> int:
+    """400 when max_new_tokens, or the prompt (chat template included) with it, cannot fit the context.
+    Returns the most tokens the generation can use: its prompt's (counted here, or its UTF-8 length
+    where this process has no tokenizer for the model) plus max_new_tokens."""
+    s = context.settings()
+    max_new_tokens, messages = choice.params.max_new_tokens, choice.messages
+    if max_new_tokens > s.max_new_tokens_limit:
+        raise ApiError(
+            400, f"max_new_tokens: at most {s.max_new_tokens_limit}", param="max_new_tokens", code="too_large"
+        )
+    counter = prompt_counter(model, s)
+    n_prompt = None
+    if counter is not None:
+        n_prompt = counter.count_chat(messages) if messages else counter.count(choice.prompt)
+    most = max_new_tokens + (n_prompt if n_prompt is not None else estimate(choice))
+    max_len = context_of(model, workers)
+    if max_len is None:
+        return most  # no worker to ask yet: the worker that takes it refuses what cannot fit
+    if max_new_tokens >= max_len:
+        raise ApiError(
+            400,
+            f"max_new_tokens: at most {max_len - 1} for {model!r} (its context is {max_len})",
+            param="max_new_tokens",
+            code="too_large",
+        )
+    if n_prompt is not None and n_prompt + max_new_tokens > max_len:
+        param = "messages" if messages else "prompt"
+        raise ApiError(
+            400,
+            f"{param}: {n_prompt} tokens; with max_new_tokens {max_new_tokens} that exceeds "
+            f"the context of {max_len} (at most {max_len - max_new_tokens} prompt tokens)",
+            param=param,
+            code="context_length_exceeded",
+        )
+    return most
+
+
+def estimate(choice: Choice) -> int:
+    """Tokens a prompt needs at most, without its tokenizer: its UTF-8 bytes (a byte-level tokenizer's
+    count, above any BPE's)."""
+    if choice.messages:
+        return sum(len(m.role.encode()) + len(m.content.encode()) + 8 for m in choice.messages)
+    return len(choice.prompt.encode())
