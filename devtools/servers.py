@@ -14,6 +14,7 @@ import requests
 
 from devtools.embedded_redis import free_port
 from shared import bus, fleet
+from shared.settings import settings_from_env
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -65,7 +66,8 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, proc: Proce
 
 def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
     """A Celery worker process on the env's MODEL; returns once its heartbeat is in Redis."""
-    r = bus.connect(env["REDIS_URL"])
+    settings = settings_from_env(env)
+    r = bus.connect(settings.redis_url, settings.redis_tls_verify)
     before = {w.worker_id for w in fleet.list_workers(r)}
     cmd = [
         str(VENV_BIN / "celery"),
@@ -94,7 +96,7 @@ def start_api(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
     port = free_port()
     env = {**env, "PORT": str(port)}
     cmd = [str(VENV_BIN / "gunicorn"), "-c", "api/gunicorn_conf.py", "api.wsgi:app"]
-    proc = Process("api", cmd, env, log_dir)
+    proc = Process(f"api-{port}", cmd, env, log_dir)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: requests.get(f"{url}/health", timeout=2).status_code in (200, 503), 60, "the API", proc)
     return proc, url

@@ -3,6 +3,7 @@ never expire, oversized loads, readiness without the default model, and a record
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -10,6 +11,7 @@ import requests
 from devtools.clients import submit
 from devtools.servers import wait_for
 from shared import bus, fleet, keys
+from shared.messages import WorkerInfo
 from tests.adversarial.conftest import Cluster
 
 MODEL = "torchweave-tiny"
@@ -61,14 +63,23 @@ def test_a_worker_stops_generating_for_a_record_that_is_gone(adv: Cluster) -> No
     r = bus.connect(adv.env["REDIS_URL"])
     sub = submit(adv.url, prompt="lost record", max_new_tokens=2000, temperature=0, ignore_eos=True)
     wait_for(lambda: bus.last_index(r, sub["id"]) >= 3, 30, "tokens")
-    r.delete(keys.request_key(sub["id"]), keys.stream_key(sub["id"]))  # as a Redis restart without data
+    names = (keys.request_key(sub["id"]), keys.stream_key(sub["id"]))
+    r.delete(*names)  # as a Redis restart without its data
+    lost_at = time.time()
 
-    def slots_free() -> int:
-        return sum(w.slots_free for w in fleet.list_workers(r) if w.model == MODEL)
+    def heartbeat_after(moment: float) -> WorkerInfo | None:
+        fresh = [w for w in fleet.list_workers(r) if w.model == MODEL and w.updated_at > moment]
+        return fresh[0] if fresh else None
 
-    wait_for(lambda: slots_free() == 24, 30, "the slot freed")
-    left = {k: r.type(k) for k in (keys.request_key(sub["id"]), keys.stream_key(sub["id"])) if r.exists(k)}
-    assert not left, {k: (t, r.hgetall(k) if t == "hash" else r.xrange(k)) for k, t in left.items()}
+    def freed() -> bool:
+        beat = heartbeat_after(lost_at)
+        return beat is not None and beat.slots_free == 24
+
+    wait_for(freed, 30, "the slot freed")
+    wait_for(lambda: not r.exists(*names), 10, "what the last step wrote removed")
+    seen_clean = time.time()
+    wait_for(lambda: heartbeat_after(seen_clean) is not None, 10, "one more heartbeat")
+    assert not r.exists(*names)  # nothing written back since: generation stopped
 
 
 def test_health_is_not_ready_while_the_default_model_is_unloaded(adv: Cluster) -> None:

@@ -105,3 +105,15 @@ def test_flower_asks_for_its_password(server_env: dict[str, str], log_dir: Path)
         assert requests.get(url, auth=("ops", "s3cret"), timeout=10).status_code == 200
     finally:
         flower.stop()
+
+
+def test_prompts_stay_out_of_the_logs(keyed: KeyedCluster, log_dir: Path) -> None:
+    secret = keyed.key("private")
+    prompt = "MY-PRIVATE-PROMPT-7f3a"
+    sub = submit_as(keyed.url, auth(secret), prompt=prompt, max_new_tokens=3, temperature=0)
+    read_sse(sub["stream_url"], headers=auth(secret))
+    bad = requests.post(f"{keyed.url}/v1/requests", json={"prompt": prompt, "bogus": 1}, headers=auth(secret))
+    assert bad.status_code == 400 and prompt not in bad.text
+    logs = {p.name: p.read_text(errors="replace") for p in log_dir.glob("*.log")}
+    assert sub["id"] in "".join(logs.values())  # the logs do speak of the request, by its id
+    assert [name for name, text in logs.items() if prompt in text] == []
