@@ -40,15 +40,29 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process; stop() ends it by its pid."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        appendonly: bool = False,
+        bind: tuple[str, ...] = ("127.0.0.1",),
+        password: str = "",
+    ) -> None:
         self.port = port or free_port()
         self.data_dir = data_dir
+        self.bind = bind  # the test of a worker on another host binds its link's address too
+        self.password = password
         self.appendonly = appendonly  # keep data across a restart (an append-only file under data_dir)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, address: str) -> str:
+        """The URL to reach it at one of its bound addresses."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{address}:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +72,8 @@ class EmbeddedRedis:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                *self.bind,
+                *(["--requirepass", self.password] if self.password else []),
                 "--dir",
                 str(self.data_dir),
                 "--save",
@@ -78,8 +93,9 @@ class EmbeddedRedis:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
+                    s.sendall(auth + b"PING\r\n")
+                    if s.recv(64).rstrip().endswith(b"+PONG"):
                         return self
             except OSError:
                 time.sleep(0.05)

@@ -20,6 +20,7 @@ from shared.messages import FinishReason, GenerationRequest, Usage
 from shared.redact import redact
 from shared.settings import Settings
 from workers.engine import LLMEngine, SamplingOptions, SequenceStatus, StepOutput
+from workers.liveness import Liveness
 from workers.request_stream import ActiveRequest, StreamWrites
 from workers.token_text import TokenText
 
@@ -52,6 +53,7 @@ class EngineLoop:
         self.enqueue = enqueue  # puts a requeued request's task back on its model's queue
         self.mean_request_s: float | None = None  # recent average time a request spends in the engine
         self.stopping = threading.Event()
+        self.liveness = Liveness(settings.worker_alive_file)
         self._inbox: queue.Queue[Job] = queue.Queue()
         self._active: dict[str, ActiveRequest] = {}
 
@@ -62,6 +64,7 @@ class EngineLoop:
     def run(self) -> None:
         """The loop itself, until `stopping` is set."""
         while not self.stopping.is_set():
+            self.liveness.touch()
             try:
                 self._run_jobs(block=not self.engine.has_work())
                 if not self.engine.has_work():

@@ -97,6 +97,20 @@ def _fetch(name: str, settings: Settings, progress: Progress) -> Path:
     return download(name, settings, progress) if path is None else path
 
 
+def cached_snapshot(repo_id: str, settings: Settings) -> Path | None:
+    """A Hub model's files already in CACHE_DIR/hub (what download() leaves there), or None."""
+    from huggingface_hub import snapshot_download
+
+    patterns = _HUB_FILES + (["*.bin", "*.pt"] if settings.allow_pickle else [])
+    try:
+        local = snapshot_download(
+            repo_id, cache_dir=settings.cache_dir / "hub", allow_patterns=patterns, local_files_only=True
+        )
+    except Exception:  # not cached (huggingface_hub raises its own "not found locally" errors)
+        return None
+    return Path(local)
+
+
 def download(repo_id: str, settings: Settings, progress: Progress) -> Path:
     """Fetch a Hub model's files into CACHE_DIR, reporting bytes as they arrive (0 to 60 percent)."""
     from huggingface_hub import snapshot_download

@@ -7,6 +7,7 @@ Two real workers and the API on a Redis database of their own.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from devtools.servers import Process, start_api, start_worker, wait_for
 from shared import bus, fleet
 from shared.messages import LOAD_PENDING, UNLOAD_PENDING, ModelLoadState, ModelState
 from tests.e2e.conftest import greedy_text
+from workers.builtin_model import ensure_builtin_model
 
 SECOND = "torchweave-tiny2"
 
@@ -35,6 +37,7 @@ def cluster(
         "REDIS_URL": server_env["REDIS_URL"].rsplit("/", 1)[0] + "/3",
         "MODEL_DIR": str(tmp_path_factory.mktemp("model_dir")),
         "MAX_BATCH": "4",
+        "HF_HUB_OFFLINE": "1",  # a Hub id loads from CACHE_DIR/hub, as laid out by test_a_hub_model_...
     }
     procs: list[Process] = [start_worker(env, log_dir, "m1"), start_worker(env, log_dir, "m2")]
     api, url = start_api(env, log_dir)
@@ -239,3 +242,46 @@ def test_autoload_switches_a_worker_and_an_idle_model_is_unloaded(
     finally:
         api.stop()
         worker.stop()
+
+
+HUB_ID = "testorg/tiny-hub"
+
+
+def lay_out_hub_cache(cache_dir: Path, repo_id: str, files: Path) -> None:
+    """Put a model in CACHE_DIR/hub the way huggingface_hub stores a download: a snapshot per commit
+    and refs/main naming it."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache_dir / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    if not snapshot.exists():
+        shutil.copytree(files, snapshot)
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+
+def test_a_hub_model_in_the_cache_loads_by_its_id_offline(cluster: str, cache_dir: Path) -> None:
+    url = cluster
+    lay_out_hub_cache(cache_dir, HUB_ID, ensure_builtin_model(cache_dir, SECOND))
+    resp = requests.post(f"{url}/v1/models/load", json={"model": HUB_ID, "workers": 1}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    assert wait_state(url, HUB_ID, "ready", 90)["state"] == "ready"
+    path = cache_dir / "models" / SECOND  # the same weights as the second built-in model
+    second = (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
+    sub = submit(url, prompt="from the hub", max_new_tokens=12, temperature=0, model=HUB_ID)
+    assert stream_text(read_sse(sub["stream_url"])) == greedy_text(second, "from the hub", 12)
+    # The API counts the prompt with the tokenizer it finds in CACHE_DIR/hub, as the worker loads it,
+    # against the context the worker's heartbeat reports.
+    wait_for(
+        lambda: any(
+            w["model"] == HUB_ID and w["state"] == "ready"
+            for w in requests.get(f"{url}/v1/workers", timeout=5).json()["workers"]
+        ),
+        30,
+        "a heartbeat from the worker serving it",
+    )
+    too_long = requests.post(
+        f"{url}/v1/requests", json={"prompt": "x" * 2100, "model": HUB_ID, "max_new_tokens": 8}, timeout=10
+    )
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
+    assert requests.post(f"{url}/v1/models/unload", json={"model": HUB_ID}, timeout=10).status_code == 202
+    wait_state(url, HUB_ID, "unloaded", 60)
