@@ -21,6 +21,7 @@ from api.openai import routes as openai
 from api.streaming import routes as streaming
 from api.streaming.fanout import StreamFanout
 from api.streaming.websocket import MAX_MESSAGE_BYTES
+from api.ui import routes as ui
 from shared import bus
 from shared.broker_options import broker_options, broker_tls
 from shared.settings import Settings, get_settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         models.bp,
         openapi.bp,
         openapi.docs_blueprint(),
+        ui.bp,
     ):
         app.register_blueprint(blueprint)
     return app

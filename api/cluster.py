@@ -47,5 +47,18 @@ def status() -> Response:
                 for name, info in models.items()
             },
             "queue_depth": {name: info["queued"] for name, info in models.items()},
+            "ttft_ms": {name: ttft_percentiles(fleet.recent_ttfts(r, name)) for name in models},
         }
     )
+
+
+def ttft_percentiles(ttfts: list[float]) -> dict[str, float | int | None]:
+    """p50 and p99 of recent times to first token, in milliseconds (None with no sample)."""
+    if not ttfts:
+        return {"p50": None, "p99": None, "samples": 0}
+    ranked = sorted(ttfts)
+
+    def at(q: float) -> float:
+        return round(1000 * ranked[min(len(ranked) - 1, int(q * len(ranked)))], 1)
+
+    return {"p50": at(0.5), "p99": at(0.99), "samples": len(ranked)}

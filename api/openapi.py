@@ -44,7 +44,7 @@ STATUS_WORDS = {
     503: "a dependency (Redis, a worker, the Hub) is unavailable",
     504: "did not finish in time",
 }
-UNDOCUMENTED_ENDPOINTS = {"static"}  # flask's static files; Swagger UI's files are its blueprint's
+UNDOCUMENTED_ENDPOINTS = {"static", "ui.static"}  # static files; Swagger UI's are its blueprint's
 SWAGGER_BLUEPRINT = "swagger_ui"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from shared import bus, keys, ratelimit
+from shared import bus, keys, ratelimit, timeline
 from shared.messages import GenerationRequest, RequestState
 from shared.scripts import FAIL_FN, run_script
 
@@ -188,5 +188,7 @@ def fail_queued(r: redis.Redis, model: str, message: str, ttl_s: int) -> int:
         )
         if ended and stored is not None and stored.request.charge is not None:
             ratelimit.refund(r, stored.request.charge, used_tokens=0)
+        if ended:
+            timeline.record(r, rid, "failed", ttl_s, error=message)
         failed += int(ended)
     return failed

@@ -82,14 +82,15 @@ def append_event(pipe: Pipeline, request_id: str, event: StreamEvent) -> None:
 
 
 def expire_request(pipe: Pipeline, request_id: str, ttl_s: int) -> None:
-    """Queue the expiry of a request's hash and stream, counted from now."""
+    """Queue the expiry of a request's hash, stream and timeline, counted from now."""
     pipe.expire(keys.request_key(request_id), ttl_s)
     pipe.expire(keys.stream_key(request_id), ttl_s)
+    pipe.expire(keys.timeline_key(request_id), ttl_s)
 
 
 def delete_request(pipe: Pipeline, request_id: str) -> None:
-    """Queue the removal of a request's hash and stream."""
-    pipe.delete(keys.request_key(request_id), keys.stream_key(request_id))
+    """Queue the removal of a request's hash, stream and timeline."""
+    pipe.delete(keys.request_key(request_id), keys.stream_key(request_id), keys.timeline_key(request_id))
 
 
 def last_index(r: redis.Redis, request_id: str) -> int:

@@ -49,6 +49,22 @@ def model_states(r: redis.Redis) -> dict[str, list[ModelState]]:
     }
 
 
+RECENT_TTFTS = 200
+
+
+def note_ttft(pipe: Pipeline, model: str, ttft_s: float) -> None:
+    """Queue one more time to first token into the model's recent ones (the newest RECENT_TTFTS)."""
+    key = keys.recent_ttft_key(model)
+    pipe.lpush(key, round(ttft_s, 6))
+    pipe.ltrim(key, 0, RECENT_TTFTS - 1)
+
+
+def recent_ttfts(r: redis.Redis, model: str) -> list[float]:
+    """The model's recent times to first token, in seconds, newest first."""
+    client: Any = r
+    return [float(v) for v in client.lrange(keys.recent_ttft_key(model), 0, -1)]
+
+
 def forget_model_states(r: redis.Redis, model: str, worker_ids: list[str]) -> None:
     """Remove some workers' records of one model."""
     if worker_ids:

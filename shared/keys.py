@@ -37,6 +37,16 @@ def worker_key(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}"
 
 
+def timeline_key(request_id: str) -> str:
+    """Stream of one request's timeline steps (shared/timeline.py); expires with the request."""
+    return f"{PREFIX}:timeline:{request_id}"
+
+
+def recent_ttft_key(model: str) -> str:
+    """List of a model's most recent times to first token, in seconds, newest first (capped)."""
+    return f"{PREFIX}:recent:ttft:{model}"
+
+
 def cancel_key(request_id: str) -> str:
     """Set while a running request should stop; the worker reads it once per step."""
     return f"{PREFIX}:cancel:{request_id}"

@@ -7,6 +7,7 @@ a call that needs the model to itself).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared import bus, lifecycle
+from shared import bus, lifecycle, timeline
 from shared.messages import FinishReason, GenerationRequest, Usage
 from shared.redact import redact
 from shared.settings import Settings
@@ -107,6 +108,9 @@ class EngineLoop:
             return
         self._active[active.request_id] = active
         active.admitted_at = time.time()
+        with contextlib.suppress(redis.RedisError):  # the timeline is informational
+            timeline.record(self.redis, active.request_id, "admitted", self.settings.stream_ttl_s,
+                            worker=self.worker_id, step=self.engine.stats.num_steps + 1)  # fmt: skip
 
     def hand_back_all(self) -> None:
         """Requeue every request here; the next worker resumes each from its stream."""
@@ -122,6 +126,9 @@ class EngineLoop:
             )
             if result == "requeued":
                 self.enqueue(active.request)
+                with contextlib.suppress(redis.RedisError):
+                    timeline.record(self.redis, active.request_id, "requeued", self.settings.stream_ttl_s,
+                                    reason="handed back", worker=self.worker_id)  # fmt: skip
             log.info("handed %s back to the queue (%s)", active.request_id, result)
             active.done.set()
 

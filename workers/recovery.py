@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared import admission, bus, keys, lifecycle
+from shared import admission, bus, keys, lifecycle, timeline
 from shared.messages import GenerationRequest
 from shared.settings import Settings
 
@@ -36,6 +36,8 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
         if result == "requeued":
             enqueue(stored.request)
         if result != "skipped":
+            lost = stored.state.worker_id
+            timeline.record(r, rid, result, settings.stream_ttl_s, reason="its worker stopped", worker=lost)
             log.warning("request %s lost its worker: %s", rid, result)
             handled.append(rid)
     for rid in admission.stale_dispatches(r, settings.redispatch_after_s):

@@ -16,11 +16,11 @@ from shared import bus
 
 class Writes:
     def __init__(self) -> None:
-        self._ops: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._ops: list[tuple[Callable[..., None], tuple[Any, ...], dict[str, Any]]] = []
 
-    def add(self, op: Callable[..., None], *args: Any) -> None:
-        """Record `op(pipeline, *args)`, one of shared.bus's queueing functions."""
-        self._ops.append((op, args))
+    def add(self, op: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Record `op(pipeline, *args, **kwargs)`, one of shared's queueing functions."""
+        self._ops.append((op, args, kwargs))
 
     def execute(self, r: redis.Redis) -> list[object]:
         """Apply every recorded write in one pipelined round trip; replies in order.
@@ -28,8 +28,8 @@ class Writes:
         A reply may be a redis.ResponseError (an index already written); connection errors raise.
         """
         pipe: bus.Pipeline = r.pipeline(transaction=False)
-        for op, args in self._ops:
-            op(pipe, *args)
+        for op, args, kwargs in self._ops:
+            op(pipe, *args, **kwargs)
         replies: list[object] = pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, redis.ConnectionError | redis.TimeoutError):

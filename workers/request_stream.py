@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared import bus, lifecycle, ratelimit
+from shared import bus, fleet, lifecycle, ratelimit, timeline
 from shared.messages import (
     DoneEvent,
     ErrorEvent,
@@ -80,6 +80,10 @@ class StreamWrites:
         )
         self._writes.add(bus.update_state, active.request_id, state)
         self._writes.add(bus.expire_request, active.request_id, self.ttl_s)
+        ttft = first_token_at - active.request.created_at
+        self._writes.add(timeline.record, active.request_id, "first_token", self.ttl_s, worker=self.worker_id,
+                         ttft_s=round(ttft, 6))  # fmt: skip
+        self._writes.add(fleet.note_ttft, active.request.model, ttft)
 
     def text(self, active: ActiveRequest, piece: str) -> None:
         """A token event with `piece` and the tokens it completes (nothing when the piece is empty)."""
@@ -91,6 +95,7 @@ class StreamWrites:
             text=piece,
             token_ids=active.pending_ids,
             logprobs=active.pending_logprobs if asked else None,
+            at=time.time(),
         )
         self._writes.add(bus.append_event, active.request_id, event)
         active.next_index += 1
@@ -125,6 +130,8 @@ class StreamWrites:
             worker_id=self.worker_id,
         )
         self._writes.add(bus.update_state, rid, state)
+        self._writes.add(timeline.record, rid, state.status.value, self.ttl_s, worker=self.worker_id,
+                         finish_reason=reason.value, error=error, tokens=usage.completion_tokens)  # fmt: skip
         self._writes.add(bus.expire_request, rid, self.ttl_s)
         self._writes.add(lifecycle.release, rid)
         if active.request.charge is not None:  # give back what its key reserved and it did not use

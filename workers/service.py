@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 
-from shared import bus, lifecycle
+from shared import bus, lifecycle, timeline
 from shared.messages import GenerationRequest, TokenEvent
 from shared.settings import Settings
 from workers.chat import prompt_ids
@@ -151,6 +151,8 @@ class EngineService:
         with self.holding(request) as claimed:
             if not claimed:
                 return  # cancelled while queued, or a duplicate delivery of a request someone else runs
+            timeline.record(self.redis, request.request_id, "claimed", self.settings.stream_ttl_s,
+                            worker=self.worker_id)  # fmt: skip
             active = self._resume(request)
             self.loop.put(lambda: self.loop.add(active))
             active.done.wait()

@@ -40,7 +40,7 @@ def admin_only(view: View) -> View:
 
 def access_of(endpoint: str | None) -> str:
     """ "public", "admin" or "user" (the default) for an endpoint."""
-    if endpoint is not None and (endpoint.startswith(_SWAGGER) or endpoint == "static"):
+    if endpoint is not None and (endpoint.startswith(_SWAGGER) or endpoint in ("static", "ui.static")):
         return "public"
     view = current_app.view_functions.get(endpoint or "")
     return str(getattr(view, _ACCESS, "user"))

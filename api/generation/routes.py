@@ -19,7 +19,7 @@ from api.generation.schemas import SubmitBody
 from api.generation.submit import submit
 from api.route_docs import documented
 from api.streaming.relay import Relay, follow, sse_response
-from shared import bus, keys, lifecycle
+from shared import bus, keys, lifecycle, timeline
 from shared.messages import RequestStatus, TokenEvent
 
 bp = Blueprint("generation", __name__, url_prefix="/v1")
@@ -83,12 +83,39 @@ def get_request(request_id: str) -> Response:
     return jsonify(body)
 
 
+@bp.get("/requests/<request_id>/timeline")
+@documented(errors=(404,))
+def get_timeline(request_id: str) -> Response:
+    """What happened to a request and when: submitted, each queue position while waiting, claimed and
+    admitted (worker, step), first token, tokens over time ([index, time, tokens]), hand-offs, the end."""
+    stored = load_or_404(request_id)
+    r = context.redis_client()
+    tokens = [
+        [e.index, e.at, len(e.token_ids)]
+        for e in bus.read_events(r, request_id, count=None)
+        if isinstance(e, TokenEvent) and e.at is not None
+    ]
+    return jsonify(
+        {
+            "id": request_id,
+            "model": stored.request.model,
+            "status": stored.state.status.value,
+            "created_at": stored.request.created_at,
+            "steps": timeline.read(r, request_id),
+            "tokens": tokens,
+        }
+    )
+
+
 @bp.delete("/requests/<request_id>")
 @documented(description="cancelled while queued", errors=(404, 409), extra={202: "cancelling"})
 def cancel_request(request_id: str) -> tuple[Response, int]:
     """Cancel from any API process: 200 if it was still queued, 202 while its worker stops it (one step)."""
     gen = load_or_404(request_id).request
     had = lifecycle.cancel(context.redis_client(), gen, context.settings().stream_ttl_s)
+    if had in ("queued", "running"):
+        timeline.record(context.redis_client(), request_id, "cancel_asked", context.settings().stream_ttl_s,
+                        was=had)  # fmt: skip
     if had == "queued":
         charges.refund_all([gen])  # it never ran: its key gets back every token it reserved
         return jsonify({"id": request_id, "status": "cancelled"}), 200

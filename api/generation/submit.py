@@ -14,7 +14,7 @@ from api.generation import charges
 from api.generation.limits import Choice, check_context
 from api.generation.schemas import SubmitBody
 from api.models import catalog
-from shared import admission, fleet, keys
+from shared import admission, fleet, keys, timeline
 from shared.messages import GenerationRequest, WorkerInfo
 
 
@@ -111,6 +111,10 @@ def enqueue(submission: Submission, task_name: str = keys.GENERATE_TASK) -> list
             code="queue_full",
             headers={"Retry-After": "5"},
         )
+    pipe = context.redis_client().pipeline(transaction=False)
+    for gen, priority in zip(gens, priorities, strict=True):
+        timeline.record(pipe, gen.request_id, "submitted", s.stream_ttl_s, model=model, priority=priority)
+    pipe.execute()
     celery = context.celery()
     for gen, priority in zip(gens, priorities, strict=True):
         celery.send_task(

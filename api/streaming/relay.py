@@ -21,7 +21,7 @@ from flask import Response
 from api.generation.queue import queue_info
 from api.streaming import sse
 from api.streaming.fanout import StreamFanout, Tagged
-from shared import bus, lifecycle
+from shared import bus, lifecycle, timeline
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 from shared.settings import Settings
 
@@ -107,6 +107,8 @@ class Relay:
             except redis.RedisError:
                 queued = None  # Redis is away: keep the stream open (the fanout retries), heartbeats flow
             if queued is not None and queued != last_queued:
+                if last_queued is None or queued["position"] != last_queued["position"]:
+                    self._note_position(queued)
                 last_queued, last_sent = queued, now
                 yield "queued", queued
             elif now - last_sent >= self.settings.sse_heartbeat_s:
@@ -114,6 +116,14 @@ class Relay:
                 yield "heartbeat", None
             else:
                 yield "tick", None
+
+    def _note_position(self, queued: dict[str, Any]) -> None:
+        """A new queue position goes into the request's timeline (informational: failures are ignored)."""
+        with contextlib.suppress(redis.RedisError):
+            timeline.record(
+                self.r, self.request.request_id, "queued", self.settings.stream_ttl_s,
+                position=queued["position"], waiting_for_worker=queued.get("reason"),
+            )  # fmt: skip
 
     @staticmethod
     def _with_first_tick(events: Iterator[StreamEvent | None]) -> Iterator[StreamEvent | None]:

@@ -34,6 +34,7 @@ class TokenEvent(Message):
     text: str
     token_ids: list[int] = Field(default_factory=list)  # the tokens this text completes (to resume from)
     logprobs: list[TokenLogprob] | None = None  # one per token id, when the request asked for them
+    at: float | None = None  # when the worker wrote it (the timeline's tokens over time)
 
 
 class DoneEvent(Message):

@@ -1,0 +1,1 @@
+"""The web UI: one static page (chat, request timeline, models, monitoring) served by the API itself."""

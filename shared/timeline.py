@@ -1,0 +1,34 @@
+"""A request's timeline: what happened to it and when, for GET /v1/requests/<id>/timeline and the UI.
+
+Each process that moves a request on records a step: the API when it is submitted, cancelled or
+seen waiting at a new queue position; the worker when it claims it, puts it into a batch, sends
+its first token and ends it; whoever requeues it after a crash or a hand-back. Steps are stream
+entries (kind, time, details) that expire with the request. Informational: a step that fails to
+be recorded changes nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from shared import keys
+
+MAX_STEPS = 1000
+
+
+def record(pipe: Any, request_id: str, kind: str, ttl_s: int, **details: Any) -> None:
+    """Queue (or, on a client, do) one step of a request's timeline, stamped now."""
+    key = keys.timeline_key(request_id)
+    entry = {"kind": kind, "at": repr(time.time()), "details": json.dumps(details)}
+    pipe.xadd(key, entry, maxlen=MAX_STEPS, approximate=True)
+    pipe.expire(key, ttl_s)
+
+
+def read(r: Any, request_id: str) -> list[dict[str, Any]]:
+    """Every recorded step, oldest first: {kind, at, ...details}."""
+    steps = []
+    for _, fields in r.xrange(keys.timeline_key(request_id)):
+        steps.append({"kind": fields["kind"], "at": float(fields["at"]), **json.loads(fields["details"])})
+    return steps
