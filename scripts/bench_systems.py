@@ -129,7 +129,16 @@ def engine_in_process(
     max_batch_tokens: int, bar: tqdm,
 ) -> Run:  # fmt: skip
     """Our engine, stepped in a loop that plays the arrivals in real time."""
-    engine = LLMEngine(model, arrivals.concurrency, max_model_len, set(), max_batch_tokens=max_batch_tokens)
+    # The KV budget a slot cache of this many requests would hold, so both engines get the same memory.
+    blocks = arrivals.concurrency * -(-max_model_len // 16)
+    engine = LLMEngine(
+        model,
+        arrivals.concurrency,
+        max_model_len,
+        set(),
+        max_batch_tokens=max_batch_tokens,
+        num_blocks=blocks,
+    )
     opts = SamplingOptions(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     start = time.perf_counter()
     queues = {c: arrivals.client_requests(c) for c in range(arrivals.concurrency)}

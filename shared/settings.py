@@ -49,7 +49,14 @@ class Settings(BaseSettings):
     autoload: bool = _env("AUTOLOAD", False, "a request for a model nobody serves switches a worker")
     model_idle_ttl_s: float = _env("MODEL_IDLE_TTL", 0.0, "unload a model unused this long (0: never)", ge=0)
     max_batch: int = _env("MAX_BATCH", 8, ge=1, le=4096)
-    max_model_len: int = _env("MAX_MODEL_LEN", 0, "0: the model's own context length, capped", ge=0)
+    max_model_len: int = _env("MAX_MODEL_LEN", 0, "0: the model's own context length", ge=0)
+    kv_cache_memory: str = _env(
+        "KV_CACHE_MEMORY",
+        "auto",
+        "KV cache size: bytes (4GiB, 500MB), a fraction of free memory (0.5), or auto",
+    )
+    block_size: int = _env("BLOCK_SIZE", 16, "tokens per KV-cache block", ge=1, le=1024)
+    prefix_caching: bool = _env("PREFIX_CACHING", True, "share the KV blocks of identical prompt prefixes")
     max_batch_tokens: int = _env("MAX_BATCH_TOKENS", 512, "tokens one engine step runs", ge=1)
     max_new_tokens_limit: int = _env("MAX_NEW_TOKENS_LIMIT", 4096, ge=1)
     stream_ttl_s: int = _env("STREAM_TTL", 3600, ge=1)

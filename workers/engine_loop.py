@@ -169,10 +169,14 @@ class EngineLoop:
         active = self._active[out.seq_id]
         if not active.is_started:
             writes.start(active, started_at=step_started, first_token_at=now)
-        active.pending_ids.append(out.token_id)
-        if out.logprob is not None:
-            active.pending_logprobs.append(self.token_text.logprob(out))
-        piece = active.output.push(out.token_id)
+        if out.prompt_logprobs is not None:
+            active.prompt_logprobs = [self.token_text.prompt_logprob(p) for p in out.prompt_logprobs]
+        piece = ""
+        if out.token_id is not None:  # None: zero new tokens were asked for; the prompt is done
+            active.pending_ids.append(out.token_id)
+            if out.logprob is not None:
+                active.pending_logprobs.append(self.token_text.logprob(out.token_id, out))
+            piece = active.output.push(out.token_id)
         reason = FinishReason(out.finish_reason) if out.finish_reason else None
         if reason is None and active.output.stopped:  # a stop string matched in the text
             self.engine.finish(out.seq_id, SequenceStatus.FINISHED_STOPPED)

@@ -77,19 +77,19 @@ def free_memory(device: torch.device) -> int:
 
 
 def check_fit(facts: ModelFacts, settings: Settings, freed_bytes: int = 0) -> None:
-    """ValueError with the figures when weights plus KV cache exceed the free memory (plus what the
-    current model frees when it unloads)."""
+    """ValueError with the figures when the weights plus a KV cache that holds one request of the whole
+    context exceed the free memory (plus what the current model frees when it unloads)."""
     device = pick_device(settings.device)
     dtype_bytes = torch.tensor([], dtype=pick_dtype(settings.dtype, device)).element_size()
     context = context_length(facts.config, settings)
     layers, kv_heads, head_dim = cache_shape(facts.config)
     weights = facts.num_params * dtype_bytes
-    kv = 2 * layers * kv_heads * head_dim * context * settings.max_batch * dtype_bytes
+    kv = 2 * layers * kv_heads * head_dim * context * dtype_bytes
     available = free_memory(device) + freed_bytes
     if weights + kv > available:
         raise ValueError(
             f"model {facts.name!r} needs {(weights + kv) / GIB:.2f} GiB "
             f"(weights {weights / GIB:.2f} GiB for {facts.num_params / 1e9:.2f}B parameters + KV cache "
-            f"{kv / GIB:.2f} GiB for {settings.max_batch} x {context} tokens) but {device.type} has "
+            f"{kv / GIB:.2f} GiB for one request of {context} tokens) but {device.type} has "
             f"{available / GIB:.2f} GiB free"
         )

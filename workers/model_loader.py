@@ -29,8 +29,7 @@ DTYPES = {
 # Files a causal LM needs from the Hub; pickled weights only when ALLOW_PICKLE=1.
 _HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
 
-# Without MAX_MODEL_LEN a model's own context is capped here: the KV cache is sized by it.
-CONTEXT_CAP = 2048
+DEFAULT_CONTEXT = 2048  # for a config that names no context length
 # (stage, percent, bytes done, bytes total)
 Progress = Callable[[str, float, int, int | None], None]
 
@@ -45,10 +44,10 @@ class LoadedModel:
 
 
 def context_length(config: Any, settings: Settings) -> int:
-    """The context a model is served with: MAX_MODEL_LEN when set, else its own capped at CONTEXT_CAP
-    (never more than its own)."""
-    own = int(getattr(config, "max_position_embeddings", CONTEXT_CAP) or CONTEXT_CAP)
-    return min(own, settings.max_model_len or CONTEXT_CAP)
+    """The context a model is served with: its own, or MAX_MODEL_LEN when that is set and shorter. The
+    paged KV cache holds only the tokens requests really have, so a long context costs nothing unused."""
+    own = int(getattr(config, "max_position_embeddings", DEFAULT_CONTEXT) or DEFAULT_CONTEXT)
+    return min(own, settings.max_model_len) if settings.max_model_len else own
 
 
 def pick_device(requested: str) -> torch.device:

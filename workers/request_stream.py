@@ -21,6 +21,7 @@ from shared.messages import (
     ErrorEvent,
     FinishReason,
     GenerationRequest,
+    PromptTokenLogprob,
     RequestState,
     RequestStatus,
     TokenEvent,
@@ -47,6 +48,7 @@ class ActiveRequest:
     next_index: int = 0  # index of the next event on the request's stream
     pending_ids: list[int] = field(default_factory=list)  # tokens whose text is not in an event yet
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: list[PromptTokenLogprob] | None = None  # sent with the next event, once
     is_started: bool = False
     admitted_at: float = 0.0
 
@@ -86,8 +88,9 @@ class StreamWrites:
         self._writes.add(fleet.note_ttft, active.request.model, ttft)
 
     def text(self, active: ActiveRequest, piece: str) -> None:
-        """A token event with `piece` and the tokens it completes (nothing when the piece is empty)."""
-        if not piece:
+        """A token event with `piece` and the tokens it completes (nothing when the piece is empty, unless
+        the prompt's logprobs wait to go out)."""
+        if not piece and active.prompt_logprobs is None:
             return
         asked = active.request.params.logprobs is not None
         event = TokenEvent(
@@ -96,7 +99,9 @@ class StreamWrites:
             token_ids=active.pending_ids,
             logprobs=active.pending_logprobs if asked else None,
             at=time.time(),
+            prompt_logprobs=active.prompt_logprobs,
         )
+        active.prompt_logprobs = None
         self._writes.add(bus.append_event, active.request_id, event)
         active.next_index += 1
         active.pending_ids = []

@@ -19,9 +19,11 @@ import redis
 from shared import bus, lifecycle, timeline
 from shared.messages import GenerationRequest, TokenEvent
 from shared.settings import Settings
+from workers import kv_budget
 from workers.chat import prompt_ids
 from workers.engine import LLMEngine
 from workers.engine_loop import EngineLoop
+from workers.model_fit import free_memory
 from workers.model_loader import LoadedModel, context_length
 from workers.request_stream import ActiveRequest
 from workers.seats import Seats
@@ -54,14 +56,29 @@ class EngineService:
         self.settings = settings
         self.redis = client
         self.worker_id = worker_id
-        self.max_model_len = context_length(loaded.model.config, settings)
         eos = loaded.tokenizer.eos_token_id
+        context = context_length(loaded.model.config, settings)
+        blocks = kv_budget.num_blocks(
+            settings.kv_cache_memory, loaded.model.config, loaded.dtype, free_memory(loaded.device),
+            loaded.device, settings.block_size, settings.max_batch * context,
+        )  # fmt: skip
+        # One request can never hold more than the whole pool: the context served stops there, so the
+        # API refuses a longer request up front instead of the engine failing it later.
+        self.max_model_len = min(context, blocks * settings.block_size)
+        if self.max_model_len < context:
+            log.warning(
+                "the KV cache (%d blocks of %d) holds %d tokens, less than %s's context; serving %d",
+                blocks, settings.block_size, self.max_model_len, loaded.name, self.max_model_len,
+            )  # fmt: skip
         self.engine = LLMEngine(
             loaded.model,
             settings.max_batch,
             self.max_model_len,
             set() if eos is None else {eos},
             max_batch_tokens=settings.max_batch_tokens,
+            num_blocks=blocks,
+            block_size=settings.block_size,
+            enable_prefix_caching=settings.prefix_caching,
         )
         self.loop = EngineLoop(self.engine, TokenText(loaded.tokenizer), client, settings, worker_id, enqueue)
         self.started_at = time.time()

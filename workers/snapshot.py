@@ -53,4 +53,10 @@ def worker_info(
         tokens_generated=stats.tokens_generated,
         mean_request_s=service.mean_request_s,
         last_request_at=service.last_request_at,
+        kv_cache_usage=engine.kv_cache_usage,
+        kv_blocks_total=engine.blocks.num_blocks,
+        prefix_cache_hit_rate=engine.prefix_cache_hit_rate,
+        prefix_cache_queries=engine.blocks.num_prefix_queries,
+        prefix_cache_hits=engine.blocks.num_prefix_hits,
+        preemptions=engine.scheduler.num_preemptions,
     )

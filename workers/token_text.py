@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.messages import TokenLogprob, TopLogprob
+from shared.messages import PromptTokenLogprob, TokenLogprob, TopLogprob
 from workers.engine import StepOutput
+from workers.engine.prompt_logprobs import PromptLogprob
 
 
 class TokenText:
@@ -20,9 +21,14 @@ class TokenText:
             text = self._texts[token_id] = self.tokenizer.decode([token_id])
         return text
 
-    def logprob(self, out: StepOutput) -> TokenLogprob:
+    def logprob(self, token_id: int, out: StepOutput) -> TokenLogprob:
         """The sampled token of a step output with its log-probability and its top alternatives."""
         top = [TopLogprob(token_id=t, token=self.text(t), logprob=lp) for t, lp in out.top_logprobs or []]
-        return TokenLogprob(
-            token_id=out.token_id, token=self.text(out.token_id), logprob=out.logprob or 0.0, top=top
+        return TokenLogprob(token_id=token_id, token=self.text(token_id), logprob=out.logprob or 0.0, top=top)
+
+    def prompt_logprob(self, item: PromptLogprob) -> PromptTokenLogprob:
+        """A prompt token with its log-probability and its top alternatives."""
+        top = [TopLogprob(token_id=t, token=self.text(t), logprob=lp) for t, lp in item.top]
+        return PromptTokenLogprob(
+            token_id=item.token_id, token=self.text(item.token_id), logprob=item.logprob, top=top
         )

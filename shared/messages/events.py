@@ -25,6 +25,15 @@ class TokenLogprob(Message):
     top: list[TopLogprob] = Field(default_factory=list)
 
 
+class PromptTokenLogprob(Message):
+    """One prompt token with its log-probability given the tokens before it (None for the first)."""
+
+    token_id: int
+    token: str
+    logprob: float | None
+    top: list[TopLogprob] = Field(default_factory=list)
+
+
 class TokenEvent(Message):
     """New text of one request; `index` counts events from 0 and is the stream entry's id."""
 
@@ -35,6 +44,7 @@ class TokenEvent(Message):
     token_ids: list[int] = Field(default_factory=list)  # the tokens this text completes (to resume from)
     logprobs: list[TokenLogprob] | None = None  # one per token id, when the request asked for them
     at: float | None = None  # when the worker wrote it (the timeline's tokens over time)
+    prompt_logprobs: list[PromptTokenLogprob] | None = None  # on the first event, when asked for (echo)
 
 
 class DoneEvent(Message):

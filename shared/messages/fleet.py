@@ -39,6 +39,12 @@ class WorkerInfo(Message):
     tokens_per_s: float = 0.0  # tokens generated per second over the last heartbeat interval
     last_request_at: float = 0.0  # when this worker last took a request (0: never); picks who switches
     state: Literal["ready", "loading", "idle"] = "ready"  # idle: no model loaded
+    kv_cache_usage: float = 0.0  # the share of KV-cache blocks held by running requests, 0..1
+    kv_blocks_total: int = 0  # the KV-cache pool's size in blocks (block_size tokens each)
+    prefix_cache_hit_rate: float = 0.0  # prompt tokens found already computed, over all prompt tokens
+    prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache since start
+    prefix_cache_hits: int = 0  # ... and of those, found
+    preemptions: int = 0  # requests preempted (blocks ran out) and recomputed later, since start
 
 
 class ModelLoadState(StrEnum):

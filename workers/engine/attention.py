@@ -1,11 +1,14 @@
-"""Attention over the slot KV cache, plugged into transformers' attention interface.
+"""Attention over the paged KV cache, plugged into transformers' attention interface.
 
-The engine runs one packed row per step: the decode tokens first (one per running
-sequence), then the prefill chunks. transformers computes the projections, RoPE and MLPs
-for every token at once; only attention needs to know which tokens belong together, and
-that is what `StepBatch` tells this function. Every new key and value is written straight
-into its sequence's slot, and attention reads the slots in place, so nobody's cache is
-copied or re-laid out when a sequence joins or leaves.
+The engine runs one packed row per step: the decode tokens first (one per running sequence),
+then the prefill chunks. transformers computes the projections, RoPE and MLPs for every token
+at once; only attention needs to know which tokens belong together, and that is what
+`StepBatch` tells this function. Every new key and value is written into its sequence's block
+(a flat index into the layer's pool); attention then gathers each sequence's context from its
+blocks (one index_select per layer for all decodes) and runs SDPA on it.
+
+Gathering was measured against reading per-sequence slots in place (the slot cache this replaced):
+on CPU the copy is small next to the step's matmuls (see the README's engine figures).
 
 Called without a StepBatch (model.generate, the no-batching baseline), it is plain SDPA.
 """
@@ -23,28 +26,26 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 from workers.engine.kv_cache import KVCache
 
-ATTN_IMPLEMENTATION = "torchweave_slots"
+ATTN_IMPLEMENTATION = "torchweave_paged"
 
 
 @dataclass
 class PrefillChunk:
-    slot: int
     start: int  # position of the chunk's first token in its sequence
     length: int
+    context: torch.Tensor  # [start + length]: pool rows of the sequence's tokens 0 .. start + length - 1
     mask: torch.Tensor | None  # [length, start + length] bool when start > 0, else causal
 
 
 @dataclass
 class StepBatch:
-    """Where each token of the packed row lives in the cache, and who attends to what."""
+    """Where each token of the packed row goes in the cache, and what each query attends to."""
 
     kv: KVCache
-    token_slots: torch.Tensor  # [T]: the slot each token's key and value go to
-    token_positions: torch.Tensor  # [T]: the position inside that slot
+    token_rows: torch.Tensor  # [T]: the pool row each token's key and value go to
     num_decode: int
-    decode_slots: slice | torch.Tensor  # a slice when the slots are contiguous: read in place, no copy
-    decode_len: int  # the longest decode context, the new token included
-    decode_mask: torch.Tensor | None  # [num_decode, 1, 1, decode_len] bool; None when all lengths agree
+    decode_context: torch.Tensor | None  # [num_decode, L]: pool rows of each decode's context (padded)
+    decode_mask: torch.Tensor | None  # [num_decode, 1, 1, L] bool; None when every context is L long
     prefills: list[PrefillChunk]
 
 
@@ -63,7 +64,7 @@ def _decode_attention(
     return out.reshape(batch, heads, dim)
 
 
-def slot_attention(
+def paged_attention(
     module: Any,
     query: torch.Tensor,
     key: torch.Tensor,
@@ -83,28 +84,26 @@ def slot_attention(
     step = step_batch
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     layer: int = module.layer_idx
-    k_cache, v_cache = step.kv.keys[layer], step.kv.values[layer]
-    k_cache[step.token_slots, :, step.token_positions] = key[0].transpose(0, 1)
-    v_cache[step.token_slots, :, step.token_positions] = value[0].transpose(0, 1)
+    k_pool, v_pool = step.kv.keys[layer], step.kv.values[layer]
+    k_pool[step.token_rows] = key[0].transpose(0, 1)  # [T, KVH, D]
+    v_pool[step.token_rows] = value[0].transpose(0, 1)
 
     q_tokens = query[0].transpose(0, 1)  # [T, H, D]
     outputs = []
     if step.num_decode:
-        keys = k_cache[step.decode_slots, :, : step.decode_len]
-        values = v_cache[step.decode_slots, :, : step.decode_len]
+        assert step.decode_context is not None
+        batch, length = step.decode_context.shape
+        flat = step.decode_context.reshape(-1)
+        keys = k_pool.index_select(0, flat).view(batch, length, *k_pool.shape[1:]).transpose(1, 2)
+        values = v_pool.index_select(0, flat).view(batch, length, *v_pool.shape[1:]).transpose(1, 2)
         outputs.append(_decode_attention(q_tokens[: step.num_decode], keys, values, step.decode_mask, scale))
     offset = step.num_decode
     for chunk in step.prefills:
-        end = chunk.start + chunk.length
         q = query[:, :, offset : offset + chunk.length]
+        keys = k_pool.index_select(0, chunk.context).transpose(0, 1)[None]  # [1, KVH, start + length, D]
+        values = v_pool.index_select(0, chunk.context).transpose(0, 1)[None]
         out = F.scaled_dot_product_attention(
-            q,
-            k_cache[chunk.slot : chunk.slot + 1, :, :end],
-            v_cache[chunk.slot : chunk.slot + 1, :, :end],
-            attn_mask=chunk.mask,
-            is_causal=chunk.mask is None,
-            scale=scale,
-            enable_gqa=True,
+            q, keys, values, attn_mask=chunk.mask, is_causal=chunk.mask is None, scale=scale, enable_gqa=True
         )
         outputs.append(out[0].transpose(0, 1))
         offset += chunk.length
@@ -117,6 +116,6 @@ def register() -> str:
     The mask function is SDPA's, so model.generate on the same model still gets the padding
     masks it needs; the engine skips mask building by passing its own (empty) 4-D mask.
     """
-    AttentionInterface.register(ATTN_IMPLEMENTATION, slot_attention)
+    AttentionInterface.register(ATTN_IMPLEMENTATION, paged_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     return ATTN_IMPLEMENTATION

@@ -1,36 +1,42 @@
 """The engine: add requests at any time, call step() in a loop, read what each step produced.
 
-Each step decodes every running sequence by one token and prefills newly admitted ones
-(in chunks, within a token budget), all in one packed forward pass over the slot KV cache;
-then it samples the whole batch at once and retires the finished. Sequences join and
-leave between steps (continuous batching).
+Each step decodes every running sequence by one token and prefills newly admitted ones (in
+chunks, within a token budget), all in one packed forward pass over the paged KV cache; then it
+samples the whole batch at once and retires the finished. Sequences join and leave between steps
+(continuous batching); a shared prompt prefix is computed once (prefix caching).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from workers.engine.block_manager import BlockManager
 from workers.engine.model_runner import ModelRunner
+from workers.engine.prompt_logprobs import PromptLogprob, prompt_logprobs
 from workers.engine.sampler import Sample, Sampler
 from workers.engine.scheduler import Schedule, Scheduler
 from workers.engine.sequence import SamplingOptions, Sequence, SequenceStatus
 
+DEFAULT_BLOCK_SIZE = 16
+
 
 @dataclass(frozen=True)
 class StepOutput:
-    """One new token of one sequence, and whether that sequence is now finished."""
+    """What one sequence got from a step: a new token (None for a request of zero new tokens, whose
+    prefill just ended), and whether that sequence is now finished."""
 
     seq_id: str
-    token_id: int
+    token_id: int | None
     num_prompt_tokens: int
     num_output_tokens: int
     finish_reason: str | None  # None while the sequence runs on
     largest_batch: int
     logprob: float | None = None
     top_logprobs: list[tuple[int, float]] | None = None
+    prompt_logprobs: list[PromptLogprob] | None = None  # with the first output, when asked for
 
 
 @dataclass
@@ -38,6 +44,14 @@ class EngineStats:
     num_steps: int = 0
     largest_batch: int = 0
     tokens_generated: int = 0
+
+
+@dataclass
+class _PromptLogprobs:
+    """Prompt logprobs gathered chunk by chunk until the prompt is prefilled, by position (a preempted
+    sequence recomputes its chunks: the same positions again)."""
+
+    by_position: dict[int, PromptLogprob] = field(default_factory=dict)
 
 
 class LLMEngine:
@@ -48,19 +62,43 @@ class LLMEngine:
         max_model_len: int,
         eos_token_ids: set[int],
         max_batch_tokens: int,
+        num_blocks: int,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        enable_prefix_caching: bool = True,
     ) -> None:
-        """`max_batch_tokens` caps the tokens one step runs; it is raised to max_batch if lower."""
+        """`max_batch` caps the sequences running at once, `num_blocks` the KV cache (blocks of
+        block_size tokens); `max_batch_tokens` caps the tokens one step runs (raised to max_batch)."""
         self.max_batch = max_batch
         self.max_model_len = max_model_len
-        self.runner = ModelRunner(model, max_batch, max_model_len)
+        self.blocks = BlockManager(num_blocks, block_size, enable_prefix_caching)
+        self.runner = ModelRunner(model, num_blocks, block_size)
         self.sampler = Sampler(self.runner.device, eos_token_ids)
-        self.scheduler = Scheduler(max_batch, max_model_len, eos_token_ids, max(max_batch_tokens, max_batch))
+        self.scheduler = Scheduler(
+            max_batch, max_model_len, eos_token_ids, max(max_batch_tokens, max_batch), self.blocks
+        )
         self.seqs: dict[str, Sequence] = {}
         self.stats = EngineStats()
+        self._prompt_logprobs: dict[str, _PromptLogprobs] = {}
 
     @property
     def num_free_slots(self) -> int:
-        return self.scheduler.slots.num_free
+        """Places for more running sequences (max_batch of them run at most)."""
+        return self.max_batch - len(self.scheduler.running)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        return self.runner.kv.num_bytes
+
+    @property
+    def kv_cache_usage(self) -> float:
+        """The share of KV blocks held by running sequences."""
+        return self.blocks.usage
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        """Prompt tokens found in the prefix cache, over prompt tokens looked up (0 before any)."""
+        queried = self.blocks.num_prefix_queries
+        return self.blocks.num_prefix_hits / queried if queried else 0.0
 
     def has_work(self) -> bool:
         return self.scheduler.has_work()
@@ -87,15 +125,24 @@ class LLMEngine:
             )
         if seq_id in self.seqs:
             raise ValueError(f"sequence {seq_id} is already in the engine")
+        longest = min(len(prompt_ids) + options.max_new_tokens, self.max_model_len)
+        if self.blocks.blocks_for(longest) > self.blocks.num_blocks:
+            raise ValueError(
+                f"the request may need {longest} tokens of KV cache; it holds {self.blocks.num_blocks} "
+                f"blocks of {self.blocks.block_size} (raise KV_CACHE_MEMORY or lower max_new_tokens)"
+            )
         seq = Sequence(seq_id, list(prompt_ids), options, output_ids=list(output_ids or []), group=group)
         self.seqs[seq_id] = seq
+        if options.prompt_logprobs is not None:
+            self._prompt_logprobs[seq_id] = _PromptLogprobs()
         self.scheduler.add(seq)
 
     def finish(self, seq_id: str, status: SequenceStatus) -> bool:
-        """End a sequence now with a finished status, freeing its slot; False if it is unknown."""
+        """End a sequence now with a finished status, freeing its blocks; False if it is unknown."""
         seq = self.seqs.pop(seq_id, None)
         if seq is None:
             return False
+        self._prompt_logprobs.pop(seq_id, None)
         self.scheduler.finish(seq, status)
         return True
 
@@ -103,20 +150,27 @@ class LLMEngine:
         """Remove a sequence now (cancelled, timed out, handed back); False if it is unknown."""
         return self.finish(seq_id, SequenceStatus.FINISHED_ABORTED)
 
-    @property
-    def kv_cache_bytes(self) -> int:
-        return self.runner.kv.num_bytes
-
     @torch.inference_mode()
     def step(self) -> list[StepOutput]:
-        """Run one scheduling step; returns one output per sequence that sampled a token in it."""
+        """Run one scheduling step; returns one output per sequence that sampled a token in it (or that
+        finished its prompt with no token to make)."""
         schedule = self.scheduler.schedule()
         if not schedule.seqs:
             return []
-        logits = self.runner.run(schedule)
+        logits, prompt_logits = self.runner.run(schedule)
+        for seq, n in schedule.prefill:
+            if seq.seq_id in prompt_logits:
+                self._gather_prompt_logprobs(seq, prompt_logits[seq.seq_id], n)
         samples = self.sampler.sample(logits, schedule.sampled)
         self.scheduler.postprocess(schedule, [s.token_id for s in samples])
         return self._outputs(schedule, samples)
+
+    def _gather_prompt_logprobs(self, seq: Sequence, chunk_logits: torch.Tensor, n: int) -> None:
+        start = seq.num_cached  # the chunk's first position (postprocess has not counted it yet)
+        k = seq.options.prompt_logprobs or 0
+        gathered = self._prompt_logprobs[seq.seq_id].by_position
+        for i, item in enumerate(prompt_logprobs(chunk_logits, seq.prompt_ids, start, k)):
+            gathered[start + i + 1] = item
 
     def _outputs(self, schedule: Schedule, samples: list[Sample]) -> list[StepOutput]:
         batch = len(schedule.seqs)
@@ -125,20 +179,26 @@ class LLMEngine:
         self.stats.tokens_generated += len(samples)
         for seq in schedule.seqs:
             seq.largest_batch = max(seq.largest_batch, batch)
-        outputs = []
-        for seq, sample in zip(schedule.sampled, samples, strict=True):
-            if seq.status.is_finished:
-                del self.seqs[seq.seq_id]
-            outputs.append(
-                StepOutput(
-                    seq_id=seq.seq_id,
-                    token_id=sample.token_id,
-                    num_prompt_tokens=len(seq.prompt_ids),
-                    num_output_tokens=len(seq.output_ids),
-                    finish_reason=seq.status.finish_reason,
-                    largest_batch=seq.largest_batch,
-                    logprob=sample.logprob,
-                    top_logprobs=sample.top_logprobs,
-                )
-            )
+        outputs = [self._output(seq, sample) for seq, sample in zip(schedule.sampled, samples, strict=True)]
+        outputs += [self._output(seq, None) for seq in schedule.completed]
         return outputs
+
+    def _output(self, seq: Sequence, sample: Sample | None) -> StepOutput:
+        if seq.status.is_finished:
+            del self.seqs[seq.seq_id]
+        gathered = self._prompt_logprobs.pop(seq.seq_id, None)
+        prompt = None
+        if gathered is not None:
+            rest = [gathered.by_position[p] for p in sorted(gathered.by_position)]
+            prompt = [PromptLogprob(seq.prompt_ids[0], None, []), *rest]
+        return StepOutput(
+            seq_id=seq.seq_id,
+            token_id=None if sample is None else sample.token_id,
+            num_prompt_tokens=len(seq.prompt_ids),
+            num_output_tokens=len(seq.output_ids),
+            finish_reason=seq.status.finish_reason,
+            largest_batch=seq.largest_batch,
+            logprob=None if sample is None else sample.logprob,
+            top_logprobs=None if sample is None else sample.top_logprobs,
+            prompt_logprobs=prompt,
+        )

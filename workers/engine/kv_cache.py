@@ -1,4 +1,6 @@
-"""The preallocated KV cache: one row (slot) per running sequence, sized to the model's context."""
+"""The KV cache: one preallocated pool per layer, split into fixed-size blocks (the block manager decides
+who holds which). Token t of a sequence lives in block block_table[t // block_size], at row
+t % block_size; a flat view of the pool addresses it as block * block_size + row."""
 
 from __future__ import annotations
 
@@ -6,26 +8,23 @@ import torch
 
 
 class KVCache:
-    """keys[layer] and values[layer] are [num_slots, num_kv_heads, max_len, head_dim].
-
-    A sequence owns one slot from admission to finish; its token t lives at position t,
-    so joining and leaving never moves anyone else's cache.
-    """
+    """keys[layer] and values[layer] are [num_blocks * block_size, num_kv_heads, head_dim]."""
 
     def __init__(
         self,
         num_layers: int,
-        num_slots: int,
+        num_blocks: int,
+        block_size: int,
         num_kv_heads: int,
-        max_len: int,
         head_dim: int,
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
-        shape = (num_slots, num_kv_heads, max_len, head_dim)
+        shape = (num_blocks * block_size, num_kv_heads, head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
-        self.max_len = max_len
+        self.block_size = block_size
+        self.num_blocks = num_blocks
 
     @property
     def num_layers(self) -> int:
@@ -34,3 +33,10 @@ class KVCache:
     @property
     def num_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+def bytes_per_block(
+    num_layers: int, block_size: int, num_kv_heads: int, head_dim: int, dtype_bytes: int
+) -> int:
+    """Device memory one block takes in every layer, keys and values."""
+    return 2 * num_layers * block_size * num_kv_heads * head_dim * dtype_bytes

@@ -1,4 +1,4 @@
-"""Runs a transformers causal LM over the slot KV cache: one packed forward pass per step.
+"""Runs a transformers causal LM over the paged KV cache: one packed forward pass per step.
 
 Any decoder whose attention goes through transformers' attention interface works (Llama,
 Mistral, Qwen, ...). The runner learns the cache's shape from the model's config.
@@ -13,9 +13,10 @@ import torch
 from workers.engine.attention import PrefillChunk, StepBatch, register
 from workers.engine.kv_cache import KVCache
 from workers.engine.scheduler import Schedule
+from workers.engine.sequence import Sequence
 
 # A 4-D attention mask is passed through untouched, so transformers builds none for the packed
-# row; slot_attention ignores it and masks from the StepBatch instead.
+# row; paged_attention ignores it and masks from the StepBatch instead.
 _NO_MASK = torch.zeros(1, 1, 0, 0, dtype=torch.bool)
 
 
@@ -28,51 +29,63 @@ def cache_shape(config: Any) -> tuple[int, int, int]:
 
 
 class ModelRunner:
-    def __init__(self, model: Any, max_batch: int, max_model_len: int) -> None:
+    def __init__(self, model: Any, num_blocks: int, block_size: int) -> None:
         self.model = model
         self.device: torch.device = model.device
-        self.max_model_len = max_model_len
+        self.block_size = block_size
         model.set_attn_implementation(register())
         layers, kv_heads, head_dim = cache_shape(model.config)
-        self.kv = KVCache(layers, max_batch, kv_heads, max_model_len, head_dim, self.device, model.dtype)
+        self.kv = KVCache(layers, num_blocks, block_size, kv_heads, head_dim, self.device, model.dtype)
         self._no_mask = _NO_MASK.to(self.device)
+        self._offsets = torch.arange(block_size, device=self.device)
 
     @torch.inference_mode()
-    def run(self, schedule: Schedule) -> torch.Tensor:
-        """One forward pass over every scheduled token; logits [len(schedule.sampled), vocab] in fp32.
+    def run(self, schedule: Schedule) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One forward pass over every scheduled token. Returns the logits of the rows that are sampled
+        ([len(schedule.sampled), vocab], fp32) and, for sequences that asked for prompt logprobs, the
+        logits of every position of their chunk ([chunk length, vocab], fp32).
 
         Writes the tokens' keys and values into the cache; the scheduler's postprocess counts them.
         """
         token_ids: list[int] = []
         positions: list[int] = []
-        slots: list[int] = []
         keep: list[int] = []  # rows whose logits are sampled
         for seq in schedule.decode:
-            assert seq.slot is not None
             token_ids.append(seq.last_token)
             positions.append(seq.num_cached)
-            slots.append(seq.slot)
             keep.append(len(token_ids) - 1)
-        chunks = []
+        chunks, chunk_rows = [], {}
         for seq, n in schedule.prefill:
-            assert seq.slot is not None
             start = seq.num_cached
+            first = len(token_ids)
             token_ids.extend(seq.all_ids[start : start + n])
             positions.extend(range(start, start + n))
-            slots.extend([seq.slot] * n)
-            chunks.append(PrefillChunk(seq.slot, start, n, self._chunk_mask(start, n)))
+            chunks.append(PrefillChunk(start, n, self._rows(seq, start + n), self._chunk_mask(start, n)))
+            if seq.options.prompt_logprobs is not None:
+                chunk_rows[seq.seq_id] = (first, n)
             if start + n == seq.num_tokens:
                 keep.append(len(token_ids) - 1)
-        step = self._step_batch(schedule, slots, positions, chunks)
+        step = self._step_batch(schedule, chunks)
+        wanted = keep + [first + i for first, n in chunk_rows.values() for i in range(n)]
         out = self.model(
             input_ids=torch.tensor([token_ids], dtype=torch.long, device=self.device),
-            position_ids=step.token_positions[None],
+            position_ids=torch.tensor([positions], device=self.device),
             attention_mask=self._no_mask,
             use_cache=False,
-            logits_to_keep=torch.tensor(keep, dtype=torch.long, device=self.device),
+            logits_to_keep=torch.tensor(wanted, dtype=torch.long, device=self.device),
             step_batch=step,
         )
-        return out.logits[0].float()
+        logits = out.logits[0].float()
+        prompt_logits, at = {}, len(keep)
+        for seq_id, (_, n) in chunk_rows.items():
+            prompt_logits[seq_id] = logits[at : at + n]
+            at += n
+        return logits[: len(keep)], prompt_logits
+
+    def _rows(self, seq: Sequence, length: int) -> torch.Tensor:
+        """Pool rows of seq's tokens 0 .. length - 1, from its block table."""
+        blocks = torch.tensor(seq.block_table[: -(-length // self.block_size)], device=self.device)
+        return (blocks[:, None] * self.block_size + self._offsets).reshape(-1)[:length]
 
     def _chunk_mask(self, start: int, n: int) -> torch.Tensor | None:
         """A chunk after cached tokens sees all of them plus its own causal triangle."""
@@ -82,31 +95,32 @@ class ModelRunner:
         cols = torch.arange(start + n, device=self.device)[None, :]
         return cols <= rows + start
 
-    def _step_batch(
-        self, schedule: Schedule, slots: list[int], positions: list[int], chunks: list[PrefillChunk]
-    ) -> StepBatch:
+    def _step_batch(self, schedule: Schedule, chunks: list[PrefillChunk]) -> StepBatch:
         decode = schedule.decode
-        lengths = [s.num_cached + 1 for s in decode]
-        decode_len = max(lengths, default=0)
-        decode_slots: slice | torch.Tensor = slice(0, 0)
+        bs = self.block_size
+        decode_rows = [s.block_table[s.num_cached // bs] * bs + s.num_cached % bs for s in decode]
+        token_rows = torch.cat(
+            [torch.tensor(decode_rows, dtype=torch.long, device=self.device)]
+            + [chunk.context[chunk.start :] for chunk in chunks]
+        )
+        context, mask = None, None
         if decode:
-            first, last = decode[0].slot, decode[-1].slot
-            assert first is not None and last is not None
-            if last - first + 1 == len(decode):  # sorted by slot, no holes: read the range in place
-                decode_slots = slice(first, last + 1)
-            else:
-                decode_slots = torch.tensor([s.slot for s in decode], device=self.device)
-        mask = None
-        if decode and min(lengths) != decode_len:
-            cols = torch.arange(decode_len, device=self.device)
-            mask = (cols[None, :] < torch.tensor(lengths, device=self.device)[:, None])[:, None, None, :]
+            lengths = [seq.num_cached + 1 for seq in decode]
+            width = -(-max(lengths) // self.block_size)
+            padded = [s.block_table[:width] + [0] * (width - len(s.block_table[:width])) for s in decode]
+            table = torch.tensor(padded, device=self.device)
+            longest = max(lengths)
+            context = (table[:, :, None] * self.block_size + self._offsets).reshape(len(decode), -1)[
+                :, :longest
+            ]
+            if min(lengths) != longest:
+                cols = torch.arange(longest, device=self.device)
+                mask = (cols[None, :] < torch.tensor(lengths, device=self.device)[:, None])[:, None, None, :]
         return StepBatch(
             kv=self.kv,
-            token_slots=torch.tensor(slots, device=self.device),
-            token_positions=torch.tensor(positions, device=self.device),
+            token_rows=token_rows,
             num_decode=len(decode),
-            decode_slots=decode_slots,
-            decode_len=decode_len,
+            decode_context=context,
             decode_mask=mask,
             prefills=chunks,
         )

@@ -1,4 +1,4 @@
-"""One request inside the engine: its tokens, its sampling options, its slot and its status."""
+"""One request inside the engine: its tokens, its sampling options, its KV blocks and its status."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class SamplingOptions:
     repetition_penalty: float = 1.0
     min_tokens: int = 0  # EOS is suppressed until this many tokens are out
     logprobs: int | None = None  # None: none; 0: the chosen token's; k: also the k most likely
+    prompt_logprobs: int | None = None  # the prompt tokens' logprobs too (k alternatives); no prefix cache
 
 
 @dataclass
@@ -54,7 +55,8 @@ class Sequence:
     options: SamplingOptions
     output_ids: list[int] = field(default_factory=list)
     status: SequenceStatus = SequenceStatus.WAITING
-    slot: int | None = None
+    block_table: list[int] = field(default_factory=list)  # its KV blocks, in order
+    num_hashed_blocks: int = 0  # leading blocks registered for sharing (see the block manager)
     num_cached: int = 0  # tokens whose keys and values sit in the KV cache
     largest_batch: int = 0  # the most sequences that shared a step with this one
     group: str = ""  # fair share: sequences of one group yield slots to a group with none running
@@ -68,6 +70,11 @@ class Sequence:
     @property
     def all_ids(self) -> list[int]:
         return self.prompt_ids + self.output_ids
+
+    @property
+    def use_prefix_cache(self) -> bool:
+        """Prompt logprobs need every prompt position computed: such a sequence shares nothing."""
+        return self.options.prompt_logprobs is None
 
     @property
     def last_token(self) -> int:

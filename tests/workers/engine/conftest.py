@@ -20,10 +20,25 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 
 
 def make_engine(
-    tiny: LoadedModel, max_batch: int = 4, max_model_len: int = 256, max_batch_tokens: int = 512
+    tiny: LoadedModel,
+    max_batch: int = 4,
+    max_model_len: int = 256,
+    max_batch_tokens: int = 512,
+    num_blocks: int | None = None,
+    block_size: int = 16,
+    prefix_caching: bool = True,
 ) -> LLMEngine:
+    """An engine on the tiny model; by default with blocks for max_batch whole contexts."""
+    blocks = num_blocks if num_blocks is not None else max_batch * -(-max_model_len // block_size)
     return LLMEngine(
-        tiny.model, max_batch, max_model_len, {tiny.tokenizer.eos_token_id}, max_batch_tokens=max_batch_tokens
+        tiny.model,
+        max_batch,
+        max_model_len,
+        {tiny.tokenizer.eos_token_id},
+        max_batch_tokens=max_batch_tokens,
+        num_blocks=blocks,
+        block_size=block_size,
+        enable_prefix_caching=prefix_caching,
     )
 
 
@@ -33,12 +48,17 @@ def make_prompts(n: int, seed: int = 0, min_len: int = 3, max_len: int = 40) -> 
     return [[1] + [rng.randrange(3, 259) for _ in range(rng.randint(min_len, max_len))] for _ in range(n)]
 
 
-def reference_greedy(tiny: LoadedModel, prompt: list[int], max_new_tokens: int) -> list[int]:
-    """model.generate on the prompt alone: the ground truth for greedy decoding."""
+def reference_greedy(
+    tiny: LoadedModel, prompt: list[int], max_new_tokens: int, *, ignore_eos: bool = False
+) -> list[int]:
+    """model.generate on the prompt alone: the ground truth for greedy decoding (past EOS when
+    ignore_eos, as the engine's own option does)."""
+    extra = {"eos_token_id": None, "min_new_tokens": max_new_tokens} if ignore_eos else {}
     out = tiny.model.generate(
         torch.tensor([prompt]),
         max_new_tokens=max_new_tokens,
         do_sample=False,
+        **extra,
         attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
     )
     return out[0, len(prompt) :].tolist()
@@ -56,6 +76,7 @@ def run_to_completion(
         for seq_id, prompt, opts in arrivals.get(step, []):
             engine.add_request(seq_id, prompt, opts)
         for out in engine.step():
-            outputs.setdefault(out.seq_id, []).append(out.token_id)
+            if out.token_id is not None:
+                outputs.setdefault(out.seq_id, []).append(out.token_id)
         step += 1
     return outputs

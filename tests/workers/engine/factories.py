@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.engine import SamplingOptions, Sequence
+from workers.engine.block_manager import BlockManager
 from workers.engine.scheduler import Scheduler
 
 EOS = 2
@@ -23,5 +24,13 @@ def make_seqs(
     return [Sequence(f"{prefix}{i}", list(range(10, 10 + prompt_len)), opts) for i in range(n)]
 
 
-def make_scheduler(max_batch: int = 4, max_model_len: int = 64, max_batch_tokens: int = 32) -> Scheduler:
-    return Scheduler(max_batch, max_model_len, {EOS}, max_batch_tokens)
+def make_scheduler(
+    max_batch: int = 4,
+    max_model_len: int = 64,
+    max_batch_tokens: int = 32,
+    num_blocks: int = 64,
+    block_size: int = 4,
+    prefix_caching: bool = True,
+) -> Scheduler:
+    blocks = BlockManager(num_blocks, block_size, prefix_caching)
+    return Scheduler(max_batch, max_model_len, {EOS}, max_batch_tokens, blocks)

@@ -69,7 +69,8 @@ def test_preempted_sequences_continue_greedy_identical(tiny: LoadedModel) -> Non
         if step == 5:
             engine.add_request("b0", prompts[3], opts, group="b")  # takes a slot from a's newest
         for out in engine.step():
-            outputs.setdefault(out.seq_id, []).append(out.token_id)
+            if out.token_id is not None:
+                outputs.setdefault(out.seq_id, []).append(out.token_id)
         if not engine.has_work():
             break
     assert engine.scheduler.num_preemptions >= 1

@@ -52,7 +52,8 @@ def test_postprocess_counts_cached_tokens_and_retires_on_length_and_eos() -> Non
     scheduler.postprocess(schedule, [EOS, 51])  # a samples EOS, b reaches max_new_tokens
     assert a.status is SequenceStatus.FINISHED_STOPPED
     assert b.status is SequenceStatus.FINISHED_LENGTH
-    assert a.num_cached == 5 and scheduler.slots.num_free == 4 and not scheduler.running
+    assert a.num_cached == 5 and scheduler.blocks.num_free == scheduler.blocks.num_blocks
+    assert not scheduler.running
 
 
 def test_ignore_eos_and_the_context_limit() -> None:
@@ -66,31 +67,18 @@ def test_ignore_eos_and_the_context_limit() -> None:
     assert seq.num_tokens == 7 and seq.status is SequenceStatus.FINISHED_LENGTH
 
 
-def test_finish_frees_the_slot_of_a_waiting_or_running_sequence() -> None:
+def test_finish_frees_the_blocks_of_a_waiting_or_running_sequence() -> None:
     scheduler = make_scheduler(max_batch=1)
     running, waiting = make_seqs(2)
     scheduler.add(running)
     scheduler.add(waiting)
     step(scheduler)
+    assert running.block_table and not waiting.block_table
     scheduler.finish(waiting, SequenceStatus.FINISHED_ABORTED)
     assert not scheduler.waiting
     scheduler.finish(running, SequenceStatus.FINISHED_STOPPED)
-    assert scheduler.slots.num_free == 1 and running.slot is None and not scheduler.has_work()
-
-
-def test_decodes_are_sorted_by_slot_so_contiguous_slots_read_in_place() -> None:
-    scheduler = make_scheduler(max_batch=3, max_batch_tokens=64)
-    seqs = make_seqs(3)
-    for seq in seqs:
-        scheduler.add(seq)
-    step(scheduler)
-    scheduler.finish(seqs[0], SequenceStatus.FINISHED_ABORTED)
-    [late] = make_seqs(1, prefix="late")
-    scheduler.add(late)
-    step(scheduler)  # late takes the freed lowest slot
-    schedule = scheduler.schedule()
-    assert [s.slot for s in schedule.decode] == [0, 1, 2]
-    assert schedule.decode[0] is late
+    assert scheduler.blocks.num_free == scheduler.blocks.num_blocks and running.block_table == []
+    assert not scheduler.has_work()
 
 
 def test_a_group_with_nothing_running_gets_a_slot_at_once() -> None:
