@@ -23,6 +23,7 @@ Writes JSON and a PNG chart (default bench-results/<shape>.{json,png}) and print
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -41,20 +42,39 @@ from tqdm import tqdm
 
 from devtools.embedded_redis import EmbeddedRedis
 from devtools.servers import start_api, start_worker
+from scripts import bench_baseline, bench_http, bench_report
 from scripts import bench_systems as systems
 from shared.settings import PROJECT_ROOT
 from workers.builtin_model import SHAPES, build_tokenizer, random_model
 from workers.malloc_tuning import keep_freed_memory
 from workers.model_loader import pick_device, pick_dtype
 
-ALL_SYSTEMS = ["hf_one_at_a_time", "hf_static", "hf_generate_batch", "engine", "server"]
+ALL_SYSTEMS = [
+    "hf_one_at_a_time", "hf_static", "hf_generate_batch", "slot_engine", "engine", "server",
+    "transformers_serve", "engine_no_prefix_cache",
+]  # fmt: skip
+
+
+WORKLOAD_SYSTEMS = {
+    "standard": [s for s in ALL_SYSTEMS if s != "engine_no_prefix_cache"],
+    "shared-prefix": ["engine", "engine_no_prefix_cache", "server", "transformers_serve"],
+}
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=sorted(SHAPES), default="small")
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument(
+        "--workload",
+        choices=["standard", "shared-prefix"],
+        default="standard",
+        help="shared-prefix: every prompt starts with the same --system-prompt-len tokens",
+    )
+    p.add_argument("--system-prompt-len", type=int, default=512)
+    p.add_argument(
+        "--prompt-len", type=int, default=32, help="tokens per prompt (shared-prefix: per question)"
+    )
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument(
         "--requests", type=int, default=0, help="engine and server requests (default 6 x concurrency)"
@@ -68,7 +88,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sequential-requests", type=int, default=4)
     p.add_argument("--generate-batch-requests", type=int, default=8)
     p.add_argument("--max-batch-tokens", type=int, default=512)
-    p.add_argument("--systems", default=",".join(ALL_SYSTEMS))
+    p.add_argument("--systems", default="", help="comma-separated (default: the workload's own list)")
     p.add_argument("--device", default="", help="default: cuda when present, else cpu")
     p.add_argument("--dtype", default="", help="default: bf16 on cuda, fp32 on cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -76,36 +96,15 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def make_texts(n: int, prompt_len: int, seed: int) -> list[str]:
-    """Seeded ASCII prompts: with the byte-level tokenizer, BOS plus prompt_len - 1 tokens each."""
+def make_texts(n: int, prompt_len: int, seed: int, system_len: int = 0) -> list[str]:
+    """Seeded ASCII prompts: with the byte-level tokenizer, BOS plus prompt_len - 1 tokens each; with
+    system_len, each begins with the same system_len - 1 tokens and then has prompt_len of its own."""
     rng = random.Random(seed)
     alphabet = string.ascii_lowercase + "     "
-    return ["".join(rng.choice(alphabet) for _ in range(prompt_len - 1)) for _ in range(n)]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def summarize(run: systems.Run) -> dict[str, Any]:
-    ttft = [r.token_times[0] - r.arrival for r in run.requests if r.token_times]
-    itl = [b - a for r in run.requests for a, b in zip(r.token_times, r.token_times[1:], strict=False)]
-    tokens = sum(r.num_tokens for r in run.requests)
-    return {
-        "system": run.system,
-        "requests": len(run.requests),
-        "output_tokens": tokens,
-        "wall_s": round(run.wall_s, 3),
-        "tokens_per_s": round(tokens / run.wall_s, 2),
-        "ttft_p50_s": percentile(ttft, 50),
-        "ttft_p99_s": percentile(ttft, 99),
-        "itl_p50_s": percentile(itl, 50),
-        "itl_p99_s": percentile(itl, 99),
-        **run.extra,
-    }
+    system = "".join(rng.choice(alphabet) for _ in range(system_len))
+    own = prompt_len if system_len else prompt_len - 1
+    return [system[:-1] + "".join(rng.choice(alphabet) for _ in range(own)) if system_len
+            else "".join(rng.choice(alphabet) for _ in range(own)) for _ in range(n)]  # fmt: skip
 
 
 @torch.inference_mode()
@@ -153,55 +152,34 @@ def start_server(
     return (redis_server, worker, api), url
 
 
-def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
-    if not a or not b:
+def ttft_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """TTFT p50 of the requests after the first, a over b (the prefix cache's target: at most 0.3)."""
+    if not a or not b or not a["ttft_p50_after_first_s"] or not b["ttft_p50_after_first_s"]:
         return None
-    return round(a["tokens_per_s"] / b["tokens_per_s"], 2)
-
-
-def write_chart(results: list[dict[str, Any]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [r["system"] for r in results]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    axes[0].bar(names, [r["tokens_per_s"] for r in results], color="#3b6ea5")
-    axes[0].set_title("output tokens/s (higher is better)")
-    for ax, key, label in (
-        (axes[1], "ttft", "time to first token (s)"),
-        (axes[2], "itl", "inter-token latency (s)"),
-    ):
-        p50 = [r[f"{key}_p50_s"] or 0 for r in results]
-        p99 = [r[f"{key}_p99_s"] or 0 for r in results]
-        xs = range(len(names))
-        ax.bar([x - 0.2 for x in xs], p50, width=0.4, label="p50", color="#3b6ea5")
-        ax.bar([x + 0.2 for x in xs], p99, width=0.4, label="p99", color="#e0a030")
-        ax.set_xticks(list(xs), names)
-        ax.set_title(label)
-        ax.legend()
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return round(a["ttft_p50_after_first_s"] / b["ttft_p50_after_first_s"], 3)
 
 
 def main() -> int:
     args = parse_args()
     keep_freed_memory()  # as the worker does: the comparison runs under the same allocator settings
     args.requests = args.requests or 6 * args.concurrency
-    wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    wanted = [s.strip() for s in (args.systems or ",".join(WORKLOAD_SYSTEMS[args.workload])).split(",")]
+    wanted = [s for s in wanted if s]
+    if "transformers_serve" in wanted and importlib.util.find_spec("fastapi") is None:
+        print("skipping transformers_serve: it needs .venv/bin/pip install 'transformers[serving]'")
+        wanted.remove("transformers_serve")
     unknown = set(wanted) - set(ALL_SYSTEMS)
     if unknown:
         raise SystemExit(f"unknown systems: {sorted(unknown)}; choose from {ALL_SYSTEMS}")
     device = pick_device(args.device)
     dtype = pick_dtype(args.dtype, device)
     args.device, args.dtype = str(device), str(dtype).removeprefix("torch.")
-    out = args.out or PROJECT_ROOT / "bench-results" / f"{args.shape}.json"
+    suffix = "" if args.workload == "standard" else f"-{args.workload}"
+    out = args.out or PROJECT_ROOT / "bench-results" / f"{args.shape}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    max_model_len = args.prompt_len + args.new_tokens + 8
+    shared = args.system_prompt_len if args.workload == "shared-prefix" else 0
+    prompt_tokens = shared + args.prompt_len
+    max_model_len = prompt_tokens + args.new_tokens + 8
 
     print(f"building the random-weight '{args.shape}' model on {device} ({dtype})", flush=True)
     model = random_model(
@@ -213,9 +191,9 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts = make_texts(max(args.concurrency, args.requests), args.prompt_len, args.seed)
+    texts = make_texts(max(args.concurrency, args.requests), args.prompt_len, args.seed, shared)
     prompts = [tokenizer(t)["input_ids"] for t in texts]
-    assert all(len(p) == args.prompt_len for p in prompts), "a prompt did not tokenize to --prompt-len"
+    assert all(len(p) == prompt_tokens for p in prompts), "a prompt did not tokenize to its length"
     if args.stagger_ms < 0:
         args.stagger_ms = round(1000 * auto_stagger(model, prompts, args, max_model_len), 1)
         print(f"clients start {args.stagger_ms} ms apart", flush=True)
@@ -246,30 +224,55 @@ def main() -> int:
             systems.hf_generate_batch(model, warm, 4, silent)
             with bar(system, n_gb * args.new_tokens) as b:
                 runs[system] = systems.hf_generate_batch(model, prompts[:n_gb], args.new_tokens, b)
-        elif system == "engine":
+        elif system in ("engine", "engine_no_prefix_cache"):
+            caching = system == "engine"
             warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
             systems.engine_in_process(
-                model, prompts, 4, warm_arrivals, max_model_len, args.max_batch_tokens, silent
+                model, prompts, 4, warm_arrivals, max_model_len, args.max_batch_tokens, silent, caching
             )
             with bar(system, args.requests * args.new_tokens) as b:
                 runs[system] = systems.engine_in_process(
-                    model, prompts, args.new_tokens, arrivals, max_model_len, args.max_batch_tokens, b
-                )
+                    model, prompts, args.new_tokens, arrivals, max_model_len, args.max_batch_tokens, b,
+                    caching, system,
+                )  # fmt: skip
         elif system == "server":
             model.save_pretrained(model_dir, safe_serialization=True)
             procs, url = start_server(model_dir, args, max_model_len, work)
             try:
                 warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
-                systems.server(url, texts, 4, warm_arrivals, silent)
+                bench_http.server(url, texts, 4, warm_arrivals, silent)
                 with bar(system, args.requests * args.new_tokens) as b:
-                    runs[system] = systems.server(url, texts, args.new_tokens, arrivals, b)
+                    runs[system] = bench_http.server(url, texts, args.new_tokens, arrivals, b)
             finally:
                 redis_server, worker, api = procs
                 api.stop()
                 worker.stop()
                 redis_server.stop()
+        elif system == "slot_engine":
+            model.save_pretrained(model_dir, safe_serialization=True)
+            job = dict(
+                model_dir=str(model_dir), dtype=args.dtype, device=args.device, prompts=prompts,
+                new_tokens=args.new_tokens, concurrency=args.concurrency, requests=args.requests,
+                stagger_s=args.stagger_ms / 1000, max_model_len=max_model_len,
+                max_batch_tokens=args.max_batch_tokens,
+            )  # fmt: skip
+            print(
+                f"{system:>18}: commit {bench_baseline.SLOT_ENGINE_COMMIT[:10]} in a subprocess", flush=True
+            )
+            runs[system] = bench_baseline.slot_engine(job, work)
+        elif system == "transformers_serve":
+            model.save_pretrained(model_dir, safe_serialization=True)
+            peer_dir = bench_http.peer_model_dir(model_dir, work / "peer-model")
+            proc, url = bench_http.start_peer(peer_dir, args.device, args.dtype, work, args.max_batch_tokens)
+            try:
+                warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
+                bench_http.peer(url, str(peer_dir), texts, 4, warm_arrivals, silent)
+                with bar(system, args.requests * args.new_tokens) as b:
+                    runs[system] = bench_http.peer(url, str(peer_dir), texts, args.new_tokens, arrivals, b)
+            finally:
+                proc.stop()
 
-    results = [summarize(runs[s]) for s in wanted if s in runs]
+    results = [bench_report.summarize(runs[s]) for s in wanted if s in runs]
     by_name = {r["system"]: r for r in results}
     prefill = prefill_time(model, prompts[0])
     step = by_name.get("engine", {}).get("full_batch_step_s_p50")
@@ -279,6 +282,8 @@ def main() -> int:
         "dtype": args.dtype,
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "workload": args.workload,
+        "system_prompt_len": shared,
         "concurrency": args.concurrency,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
@@ -287,10 +292,26 @@ def main() -> int:
         "max_batch_tokens": args.max_batch_tokens,
         "results": results,
         "ratios": {
-            "engine / hf_static": ratio(by_name.get("engine"), by_name.get("hf_static")),
-            "engine / hf_generate_batch": ratio(by_name.get("engine"), by_name.get("hf_generate_batch")),
-            "engine / hf_one_at_a_time": ratio(by_name.get("engine"), by_name.get("hf_one_at_a_time")),
-            "server / engine": ratio(by_name.get("server"), by_name.get("engine")),
+            "engine / slot_engine": bench_report.ratio(by_name.get("engine"), by_name.get("slot_engine")),
+            "engine / hf_static": bench_report.ratio(by_name.get("engine"), by_name.get("hf_static")),
+            "engine / hf_generate_batch": bench_report.ratio(
+                by_name.get("engine"), by_name.get("hf_generate_batch")
+            ),
+            "engine / hf_one_at_a_time": bench_report.ratio(
+                by_name.get("engine"), by_name.get("hf_one_at_a_time")
+            ),
+            "server / engine": bench_report.ratio(by_name.get("server"), by_name.get("engine")),
+            "engine / engine_no_prefix_cache": bench_report.ratio(
+                by_name.get("engine"), by_name.get("engine_no_prefix_cache")
+            ),
+            "server / transformers_serve": bench_report.ratio(
+                by_name.get("server"), by_name.get("transformers_serve")
+            ),
+        },
+        "ttft_after_first": {
+            "engine / engine_no_prefix_cache": ttft_ratio(
+                by_name.get("engine"), by_name.get("engine_no_prefix_cache")
+            ),
         },
         "ttft_bound": {
             "prefill_s": round(prefill, 4),
@@ -304,32 +325,10 @@ def main() -> int:
         f"{args.shape}, {args.device} {args.dtype}: {args.concurrency} concurrent, "
         f"{args.prompt_len}-token prompts, {args.new_tokens} new tokens"
     )
-    write_chart(results, title, chart)
-    print_table(report)
+    bench_report.write_chart(results, title, chart)
+    bench_report.print_table(report)
     print(f"\nwrote {out} and {chart}")
     return 0
-
-
-def print_table(report: dict[str, Any]) -> None:
-    def ms(v: float | None) -> str:
-        return "-" if v is None else f"{v * 1000:.0f}"
-
-    print(
-        f"\n{'system':<20}{'reqs':>6}{'tok/s':>10}{'ttft p50':>10}{'ttft p99':>10}"
-        f"{'itl p50':>9}{'itl p99':>9}  (ms)"
-    )
-    for r in report["results"]:
-        print(
-            f"{r['system']:<20}{r['requests']:>6}{r['tokens_per_s']:>10.1f}{ms(r['ttft_p50_s']):>10}"
-            f"{ms(r['ttft_p99_s']):>10}{ms(r['itl_p50_s']):>9}{ms(r['itl_p99_s']):>9}"
-        )
-    for name, value in report["ratios"].items():
-        if value is not None:
-            print(f"{name:<28}{value:>6.2f} x")
-    bound = report["ttft_bound"]
-    if bound["prefill_plus_two_steps_s"] is not None:
-        bound_s = bound["prefill_plus_two_steps_s"]
-        print(f"ttft bound (one prompt's prefill + two full decode steps): {bound_s:.3f} s")
 
 
 if __name__ == "__main__":

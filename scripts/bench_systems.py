@@ -1,4 +1,5 @@
-"""The five systems `scripts/bench.py` compares, each timed the same way.
+"""The in-process systems `scripts/bench.py` compares (the HTTP ones are in bench_http.py), each timed
+the same way.
 
 Every runner takes token-id prompts, makes exactly `new_tokens` tokens per request (EOS off,
 greedy) and returns a `Run`: per-request arrival and token times, from which bench.py
@@ -7,19 +8,16 @@ computes tokens/s, time to first token and inter-token latency.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 import torch
 from tqdm import tqdm
 from transformers import GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
-from devtools.clients import iter_sse
 from workers.engine import LLMEngine, SamplingOptions
 
 
@@ -126,7 +124,7 @@ class Arrivals:
 @torch.inference_mode()
 def engine_in_process(
     model: Any, prompts: list[list[int]], new_tokens: int, arrivals: Arrivals, max_model_len: int,
-    max_batch_tokens: int, bar: tqdm,
+    max_batch_tokens: int, bar: tqdm, prefix_caching: bool = True, system: str = "engine",
 ) -> Run:  # fmt: skip
     """Our engine, stepped in a loop that plays the arrivals in real time."""
     # The KV budget a slot cache of this many requests would hold, so both engines get the same memory.
@@ -137,6 +135,7 @@ def engine_in_process(
         max_model_len,
         set(),
         max_batch_tokens=max_batch_tokens,
+        enable_prefix_caching=prefix_caching,
         num_blocks=blocks,
     )
     opts = SamplingOptions(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
@@ -172,61 +171,14 @@ def engine_in_process(
                     due.sort()
         bar.update(len(outputs))
     wall = time.perf_counter() - start
-    run = Run("engine", [times[i] for i in sorted(times)], wall)
-    run.extra = {"largest_batch": engine.stats.largest_batch, "steps": len(step_times)}
+    run = Run(system, [times[i] for i in sorted(times)], wall)
+    run.extra = {
+        "largest_batch": engine.stats.largest_batch,
+        "steps": len(step_times),
+        "prefix_cache_hit_rate": round(engine.prefix_cache_hit_rate, 3),
+        "preemptions": engine.scheduler.num_preemptions,
+    }
     full = [dt for n, dt in step_times if n == arrivals.concurrency]
     if full:
         run.extra["full_batch_step_s_p50"] = sorted(full)[len(full) // 2]
-    return run
-
-
-def server(
-    url: str, texts: list[str], new_tokens: int, arrivals: Arrivals, bar: tqdm, timeout_s: float = 1800
-) -> Run:
-    """The whole server: HTTP submit, Redis, a Celery worker, and the SSE stream back."""
-    times: dict[int, RequestTimes] = {}
-    errors: list[str] = []
-    worker_side: list[tuple[float, float]] = []  # (submitted -> first step began, -> first token written)
-    lock = threading.Lock()
-    start = time.perf_counter()
-
-    def client(c: int) -> None:
-        time.sleep(max(0.0, start + c * arrivals.stagger_s - time.perf_counter()))
-        for rid in arrivals.client_requests(c):
-            rt = RequestTimes(time.perf_counter())
-            body = {"prompt": texts[rid % len(texts)], "max_new_tokens": new_tokens, "temperature": 0,
-                    "ignore_eos": True}  # fmt: skip
-            sub = requests.post(f"{url}/v1/requests", json=body, timeout=30).json()
-            with requests.get(sub["stream_url"], stream=True, timeout=timeout_s) as resp:
-                for event in iter_sse(resp.iter_lines(delimiter=b"\n")):
-                    now = time.perf_counter()
-                    if event.event == "token":
-                        rt.token_times.append(now)
-                        bar.update(1)
-                    elif event.event == "done":
-                        rt.num_tokens = event.data["usage"]["completion_tokens"]
-                        break
-                    elif event.event == "error":
-                        with lock:
-                            errors.append(event.data["message"])
-                        break
-            timings = requests.get(f"{url}/v1/requests/{sub['id']}", timeout=30).json()["timings"]
-            with lock:
-                times[rid] = rt
-                worker_side.append((timings["queued_s"], timings["ttft_s"]))
-
-    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(arrivals.concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout_s)
-    if errors:
-        raise RuntimeError(f"{len(errors)} server requests failed, the first: {errors[0]}")
-    run = Run("server", [times[i] for i in sorted(times)], time.perf_counter() - start)
-    queued = sorted(q for q, _ in worker_side if q is not None)
-    written = sorted(t for _, t in worker_side if t is not None)
-    if queued and written:
-        # Where the server's time to first token goes: waiting for a step, the step, then the relay.
-        run.extra["queued_to_first_step_s_p50"] = queued[len(queued) // 2]
-        run.extra["first_token_written_s_p50"] = written[len(written) // 2]
     return run
