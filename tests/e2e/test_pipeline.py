@@ -86,7 +86,7 @@ def test_generate_nobatch_equals_the_batched_greedy_text(live_url: str, referenc
 
 
 def test_stop_string_ends_the_stream_before_it(live_url: str) -> None:
-    body = {"prompt": "Stop test", "max_new_tokens": 40, "temperature": 0}
+    body = {"prompt": "Stop test", "max_new_tokens": 40, "temperature": 0, "ignore_eos": True}
     full = stream_text(read_sse(submit(live_url, **body)["stream_url"]))
     stop = full[10:12]
     events = read_sse(submit(live_url, **body, stop=stop)["stream_url"])

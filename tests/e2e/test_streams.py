@@ -61,7 +61,7 @@ def assert_contiguous(events: list[SseEvent]) -> None:
 
 
 def test_reconnect_with_last_event_id_continues_without_gap_or_repeat(live_url: str) -> None:
-    sub = submit(live_url, prompt="Resume me", max_new_tokens=400, temperature=0)
+    sub = submit(live_url, prompt="Resume me", max_new_tokens=400, temperature=0, ignore_eos=True)
     head, _ = read_first(sub["stream_url"], 5)
     assert [e.data["index"] for e in head] == [0, 1, 2, 3, 4]
     middle, _ = read_first(sub["stream_url"], 7, headers={"Last-Event-ID": head[-1].id or ""})
@@ -75,7 +75,7 @@ def test_reconnect_with_last_event_id_continues_without_gap_or_repeat(live_url: 
 
 
 def test_two_subscribers_and_a_late_one_get_the_same_events(live_url: str) -> None:
-    sub = submit(live_url, prompt="Shared", max_new_tokens=200, temperature=0)
+    sub = submit(live_url, prompt="Shared", max_new_tokens=200, temperature=0, ignore_eos=True)
     with ThreadPoolExecutor(2) as pool:
         a, b = pool.map(lambda _: indexed(read_sse(sub["stream_url"])), range(2))
     late = read_sse(sub["stream_url"])
@@ -92,7 +92,7 @@ def close_quietly(ws: simple_websocket.Client) -> None:
 
 
 def test_websocket_resumes_like_sse(live_url: str) -> None:
-    sub = submit(live_url, prompt="Socket resume", max_new_tokens=300, temperature=0)
+    sub = submit(live_url, prompt="Socket resume", max_new_tokens=300, temperature=0, ignore_eos=True)
     ws = simple_websocket.Client.connect(sub["websocket_url"])
     head: list[dict[str, Any]] = []
     while len(head) < 6:
