@@ -6,13 +6,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 import requests
 
-from devtools.embedded_redis import free_port
+from devtools.embedded_redis import EmbeddedRedis, free_port
 from shared import bus, fleet
 from shared.settings import settings_from_env
 
@@ -100,3 +101,23 @@ def start_api(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: requests.get(f"{url}/health", timeout=2).status_code in (200, 503), 60, "the API", proc)
     return proc, url
+
+
+@contextmanager
+def cluster_on_own_redis(
+    env: dict[str, str], log_dir: Path, data_dir: Path, name: str
+) -> Iterator[tuple[str, EmbeddedRedis]]:
+    """A Redis of its own (appendonly, so it can be killed and restarted), a worker and an API on it:
+    yields (the API's url, the Redis) and stops all three by their ids."""
+    server = EmbeddedRedis(data_dir, appendonly=True).start()
+    env = {**env, "REDIS_URL": server.url}
+    worker = start_worker(env, log_dir, f"{name}-worker")
+    try:
+        api, url = start_api(env, log_dir)
+        try:
+            yield url, server
+        finally:
+            api.stop()
+    finally:
+        worker.stop()
+        server.stop()

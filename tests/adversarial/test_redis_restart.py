@@ -15,7 +15,7 @@ import requests
 
 from devtools.clients import iter_sse, submit
 from devtools.embedded_redis import EmbeddedRedis
-from devtools.servers import start_api, start_worker, wait_for
+from devtools.servers import cluster_on_own_redis, wait_for
 
 NUM_REQUESTS = 30
 DOWN_S = 3.0
@@ -25,14 +25,9 @@ DOWN_S = 3.0
 def restart_cluster(
     server_env: dict[str, str], log_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, EmbeddedRedis]]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-restart"), appendonly=True).start()
-    env = {**server_env, "REDIS_URL": server.url, "REDISPATCH_AFTER": "3", "VISIBILITY_TIMEOUT": "5"}
-    worker = start_worker(env, log_dir, "restart-worker")
-    api, url = start_api(env, log_dir)
-    yield url, server
-    for proc in (api, worker):
-        proc.stop()
-    server.stop()
+    env = {**server_env, "REDISPATCH_AFTER": "3", "VISIBILITY_TIMEOUT": "5"}
+    with cluster_on_own_redis(env, log_dir, tmp_path_factory.mktemp("redis-restart"), "restart") as cluster:
+        yield cluster
 
 
 class Follower:

@@ -14,7 +14,7 @@ import requests
 
 from devtools.clients import indexed, read_sse, stream_text, submit
 from devtools.embedded_redis import EmbeddedRedis
-from devtools.servers import start_api, start_worker, wait_for
+from devtools.servers import cluster_on_own_redis, wait_for
 from tests.e2e.test_streams import read_first
 
 
@@ -22,14 +22,8 @@ from tests.e2e.test_streams import read_first
 def outage_cluster(
     server_env: dict[str, str], log_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, EmbeddedRedis]]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-aof"), appendonly=True).start()
-    env = {**server_env, "REDIS_URL": server.url}
-    worker = start_worker(env, log_dir, "outage-worker")
-    api, url = start_api(env, log_dir)
-    yield url, server
-    for proc in (api, worker):
-        proc.stop()
-    server.stop()
+    with cluster_on_own_redis(server_env, log_dir, tmp_path_factory.mktemp("redis-aof"), "outage") as cluster:
+        yield cluster
 
 
 def test_stream_survives_a_redis_restart(outage_cluster: tuple[str, EmbeddedRedis]) -> None:
