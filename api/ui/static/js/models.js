@@ -19,12 +19,17 @@ let wired = false;
 export function show() {
   if (!wired) wire();
   refresh();
-  feed = followModelEvents(onState, (note) => say(byId("models-live"), note));
+  feed = followModelEvents(onState, (note, health) => {
+    const live = byId("models-live");
+    say(live, note);
+    live.dataset.feed = health; // "open" once every later change will reach this page
+  });
   poll = setInterval(refresh, 5000); // queue depths change without a model event
 }
 
 export function hide() {
   feed?.close();
+  delete byId("models-live").dataset.feed;
   feed = null;
   clearInterval(poll);
 }
