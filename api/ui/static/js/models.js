@@ -15,6 +15,8 @@ let feed = null;
 let poll = null;
 let refreshSoon = null;
 let wired = false;
+let asked = null; // the last Load or Unload clicked on this page: {model, hasEnded}
+const UNLOAD_PENDING = "unload requested"; // the stage of an unload not yet carried out (shared/messages)
 
 export function show() {
   if (!wired) wire();
@@ -48,11 +50,14 @@ function wire() {
 
 async function load(model, workers) {
   if (!model) return;
+  const mine = { model, hasEnded: false };
+  asked = mine;
   const status = byId("models-status");
   say(status, `asking ${workers} worker(s) to load ${model}…`);
   try {
     const body = await postJSON("/v1/models/load", { model, workers });
-    say(status, `${body.model}: loading on ${body.workers.join(", ")}`);
+    // A quick load's last event can arrive before this answer: then the status already says how it ended.
+    if (!mine.hasEnded) say(status, `${body.model}: loading on ${body.workers.join(", ")}`);
   } catch (err) {
     say(status, `Load ${model}: ${err.message}`);
   }
@@ -60,10 +65,12 @@ async function load(model, workers) {
 }
 
 async function unload(model) {
+  const mine = { model, hasEnded: false };
+  asked = mine;
   const status = byId("models-status");
   try {
     const body = await postJSON("/v1/models/unload", { model });
-    say(status, `${body.model}: unloading on ${body.workers.join(", ") || "no worker"}`);
+    if (!mine.hasEnded) say(status, `${body.model}: unloading on ${body.workers.join(", ") || "no worker"}`);
   } catch (err) {
     say(status, `Unload ${model}: ${err.message}`);
   }
@@ -93,6 +100,13 @@ async function refresh() {
 function onState(event) {
   remember(event);
   logEvent(event);
+  // The line under the form follows the model last loaded or unloaded here to where it ends up.
+  const isEnd = ["ready", "failed", "unloaded"].includes(event.state) && event.stage !== UNLOAD_PENDING;
+  if (event.model === asked?.model && isEnd) {
+    asked.hasEnded = true;
+    const reason = event.reason ? `: ${event.reason}` : "";
+    say(byId("models-status"), `${event.model}: ${event.state} on ${event.worker_id}${reason}`);
+  }
   const row = rows.get(event.model);
   if (row) drawWorkers(event.model, row);
   clearTimeout(refreshSoon); // the overall state and worker list follow from several events: read once
