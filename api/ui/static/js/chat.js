@@ -9,7 +9,7 @@ import { byId, fill, h, isAtBottom, say } from "./dom.js";
 import { followStream } from "./stream.js";
 
 const turns = []; // the finished conversation, {role, content}, rendered into the next prompt
-let active = null; // the answer being generated: {item, text, id, stream, stopAsked}
+let active = null; // the answer being generated: its elements, request id, stream, text shown so far
 let wired = false;
 
 const el = {};
@@ -42,7 +42,13 @@ function wire() {
   });
   el.stop.addEventListener("click", stop);
   byId("chat-clear").addEventListener("click", () => {
-    if (active) stop();
+    if (active) {
+      // Forget the answer at once; its request is cancelled, and nothing of it reaches the new chat.
+      if (active.id) cancel(active.id);
+      active.stream?.close();
+      active = null;
+      setBusy(false);
+    }
     turns.length = 0;
     fill(el.log);
     el.input.focus();
@@ -96,28 +102,33 @@ async function send() {
   el.log.append(item);
   if (atBottom) el.log.scrollTop = el.log.scrollHeight;
   el.input.value = "";
-  active = { item, live, text, meta, id: null, stream: null, stopAsked: false, shown: "" };
+  const answer = { item, live, text, meta, id: null, stream: null, stopAsked: false, shown: "" };
+  active = answer;
   setBusy(true);
   let sub;
   try {
     const body = { prompt: prompt(), model: el.model.value || undefined, ...sampling() };
     sub = await postJSON("/v1/requests", body);
   } catch (err) {
+    if (active !== answer) return; // a new chat began meanwhile
     turns.pop(); // the next prompt must not hold a question that was never answered
-    end("error", err.message);
+    end(answer, "error", err.message);
     return;
   }
-  active.id = sub.id;
+  if (active !== answer) {
+    cancel(sub.id); // a new chat began while this was being submitted
+    return;
+  }
+  answer.id = sub.id;
   item.dataset.requestId = sub.id;
-  if (active.stopAsked) cancel(sub.id);
+  if (answer.stopAsked) cancel(sub.id);
   say(live, "queued…");
-  const following = active;
-  active.stream = followStream(sub.id, {
+  answer.stream = followStream(sub.id, {
     queued: (q) => say(live, `queued: position ${q.position}${q.reason ? ` (${q.reason})` : ""}`),
-    token: (event) => appendToken(following, event.text),
-    reconnecting: (n) => say(live, `connection lost: resuming after event ${following.stream.lastIndex} (try ${n})…`),
-    done: (event) => end(event.finish_reason === "cancelled" ? "cancelled" : "done", null, event),
-    error: (message) => end("error", message),
+    token: (event) => appendToken(answer, event.text),
+    reconnecting: (n) => say(live, `connection lost: resuming after event ${answer.stream.lastIndex} (try ${n})…`),
+    done: (event) => end(answer, event.finish_reason === "cancelled" ? "cancelled" : "done", null, event),
+    error: (message) => end(answer, "error", message),
   });
 }
 
@@ -131,9 +142,9 @@ function appendToken(answer, chunk) {
   if (atBottom) el.log.scrollTop = el.log.scrollHeight;
 }
 
-function end(state, message, done) {
-  const { item, live, meta, id, shown } = active;
-  active = null;
+function end(answer, state, message, done) {
+  const { item, live, meta, id, shown } = answer;
+  if (active === answer) active = null;
   setBusy(false);
   item.dataset.state = state;
   if (done) item.dataset.finishReason = done.finish_reason;
