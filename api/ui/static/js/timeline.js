@@ -47,11 +47,14 @@ async function load(id) {
     data = await getJSON(`/v1/requests/${encodeURIComponent(id)}/timeline`);
   } catch (err) {
     if (id !== shownId) return;
-    say(byId("timeline-summary"), "");
     say(byId("timeline-error"), err.message);
+    // The server away or failing (no status, 5xx): try again; a 4xx (unknown request, no access) stays.
+    if (err.status === 0 || err.status >= 500) timer = setTimeout(() => load(id), 2000);
+    else say(byId("timeline-summary"), "");
     return;
   }
   if (id !== shownId) return; // the user moved on while we waited
+  say(byId("timeline-error"), "");
   render(data);
   if (!FINAL.has(data.status)) timer = setTimeout(() => load(id), 1000);
 }
@@ -60,7 +63,8 @@ function render(data) {
   const t0 = data.created_at;
   const steps = data.steps;
   const isFinal = FINAL.has(data.status);
-  const end = isFinal && steps.length ? steps.at(-1).at : Date.now() / 1000;
+  // The axis ends at the last thing recorded (server clocks only: the browser's may differ).
+  const end = Math.max(t0, ...steps.map((s) => s.at), ...data.tokens.map(([, at]) => at));
   const span = Math.max(end - t0, 1e-3);
   const summary = byId("timeline-summary");
   fill(summary, `model ${data.model} · created ${fmt.clock(t0)} · `,
