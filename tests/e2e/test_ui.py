@@ -25,6 +25,7 @@ from shared.settings import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = PROJECT_ROOT / "docs" / "ui"
+BUILTIN = "torchweave-tiny"
 SECOND = "torchweave-tiny2"
 ADMIN = "tw-ui-admin-key"
 
@@ -85,9 +86,38 @@ def open_tab(browser: Browser) -> Iterator[Callable[..., Tab]]:
         assert errors == [], f"console errors: {errors}"
 
 
-def screenshot(page: Page, name: str, full_page: bool = False) -> None:
+@pytest.fixture(scope="module")
+def cluster(
+    server_env: dict[str, str], log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Two workers on the built-in model (one switches to the second for the models test) and the API,
+    on a Redis database of their own. Not the session's live_url: in a whole run, the schemathesis test
+    fuzzes /v1/models/load on that worker, which can then spend half a minute failing to fetch a made-up
+    Hub id before it serves the built-in model again."""
+    env = {
+        **server_env,
+        "REDIS_URL": server_env["REDIS_URL"].rsplit("/", 1)[0] + "/11",
+        "MODEL_DIR": str(tmp_path_factory.mktemp("ui_model_dir")),
+        "MAX_BATCH": "4",
+        "HF_HUB_OFFLINE": "1",
+    }
+    with ThreadPoolExecutor(2) as pool:  # the two start together: about 8 s instead of 16
+        workers = list(pool.map(lambda name: start_worker(env, log_dir, name), ["ui-w1", "ui-w2"]))
+    api, url = start_api(env, log_dir)
+    procs: list[Process] = [*workers, api]
+    yield url
+    for proc in procs:  # all stop together: a worker takes seconds to drain
+        proc.popen.terminate()
+    for proc in procs:
+        proc.stop()
+
+
+def screenshot(page: Page, name: str, height: int = 800) -> None:
+    """The viewport into docs/ui/; views scroll inside the page, so a taller shot needs a taller window."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=full_page)
+    page.set_viewport_size({"width": 1280, "height": height})
+    page.screenshot(path=str(SHOTS / name))
+    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def record(url: str, request_id: str) -> dict[str, Any]:
@@ -105,12 +135,12 @@ def ask(page: Page, message: str, max_tokens: int) -> None:
 
 
 def test_a_chat_answer_streams_to_the_requests_text_and_stop_cancels(
-    live_url: str, open_tab: Callable[..., Tab]
+    cluster: str, open_tab: Callable[..., Tab]
 ) -> None:
-    tab = open_tab(live_url)
+    tab = open_tab(cluster)
     page = tab.page
     tab.goto("/ui/")
-    expect(page.locator("#chat-model")).to_have_value("torchweave-tiny")
+    expect(page.locator("#chat-model")).to_have_value(BUILTIN)
     # Chromium's Layout Instability API: every shift of something already on screen, input or not.
     page.evaluate(
         "() => { window.shifts = []; new PerformanceObserver((list) => window.shifts.push("
@@ -121,7 +151,7 @@ def test_a_chat_answer_streams_to_the_requests_text_and_stop_cancels(
     expect(answer).to_have_attribute("data-state", "done", timeout=30_000)
     rid = answer.get_attribute("data-request-id")
     assert rid
-    done = record(live_url, rid)
+    done = record(cluster, rid)
     assert done["status"] == "finished" and done["usage"]["completion_tokens"] == 48
     assert answer.locator(".text").text_content() == done["text"]
     expect(answer.locator("[data-fact=worker]")).to_contain_text(done["worker_id"])
@@ -139,7 +169,7 @@ def test_a_chat_answer_streams_to_the_requests_text_and_stop_cancels(
     expect(long).to_have_attribute("data-state", "streaming", timeout=30_000)
     page.get_by_role("button", name="Stop").click()
     expect(long).to_have_attribute("data-state", "cancelled", timeout=30_000)
-    cancelled = record(live_url, long.get_attribute("data-request-id") or "")
+    cancelled = record(cluster, long.get_attribute("data-request-id") or "")
     assert cancelled["status"] == "cancelled" and cancelled["finish_reason"] == "cancelled"
     assert 0 < cancelled["usage"]["completion_tokens"] < 1500
     assert long.locator(".text").text_content() == cancelled["text"]
@@ -150,10 +180,10 @@ def test_a_chat_answer_streams_to_the_requests_text_and_stop_cancels(
 
 
 def test_a_dropped_stream_resumes_after_the_last_token_shown(
-    live_url: str, open_tab: Callable[..., Tab]
+    cluster: str, open_tab: Callable[..., Tab]
 ) -> None:
     # Aborted connections are logged by Chromium as failed loads: those are this test's doing.
-    tab = open_tab(live_url, expected=("net::ERR_",))
+    tab = open_tab(cluster, expected=("net::ERR_",))
     page = tab.page
     attempts: list[str] = []
     cut = 20  # the first connection dies halfway through the event with this index
@@ -174,7 +204,7 @@ def test_a_dropped_stream_resumes_after_the_last_token_shown(
     ask(page, "Resume me", 100)
     answer = page.locator("li.msg.assistant").nth(0)
     expect(answer).to_have_attribute("data-state", "done", timeout=30_000)
-    done = record(live_url, answer.get_attribute("data-request-id") or "")
+    done = record(cluster, answer.get_attribute("data-request-id") or "")
     assert answer.locator(".text").text_content() == done["text"]  # nothing lost, nothing doubled
     assert len(attempts) == 3, attempts
     assert "?" not in attempts[0]
@@ -182,65 +212,68 @@ def test_a_dropped_stream_resumes_after_the_last_token_shown(
 
 
 def test_the_timeline_shows_the_phases_in_order_and_follows_a_running_request(
-    live_url: str, open_tab: Callable[..., Tab]
+    cluster: str, open_tab: Callable[..., Tab]
 ) -> None:
-    sub = submit(live_url, prompt="timeline, please", max_new_tokens=24, temperature=0, ignore_eos=True)
+    sub = submit(cluster, prompt="timeline, please", max_new_tokens=24, temperature=0, ignore_eos=True)
     read_sse(sub["stream_url"])
-    tab = open_tab(live_url)
+    tab = open_tab(cluster)
     page = tab.page
     tab.goto(f"/ui/requests/{sub['id']}")
     expect(page.locator("#timeline-summary [data-status]")).to_have_attribute("data-status", "finished")
     kinds = page.locator("#timeline-steps li").evaluate_all("items => items.map(i => i.dataset.kind)")
     phases = ["submitted", "claimed", "admitted", "first_token", "finished"]
     assert [k for k in kinds if k in phases] == phases
-    worker = record(live_url, sub["id"])["worker_id"]
+    worker = record(cluster, sub["id"])["worker_id"]
     for kind in ("claimed", "admitted", "first_token", "finished"):
         expect(page.locator(f"#timeline-steps li[data-kind={kind}]")).to_contain_text(worker)
-    tokens = requests.get(f"{live_url}/v1/requests/{sub['id']}/timeline", timeout=5).json()["tokens"]
+    tokens = requests.get(f"{cluster}/v1/requests/{sub['id']}/timeline", timeout=5).json()["tokens"]
     expect(page.locator("#timeline-tokens")).to_have_attribute("data-points", str(len(tokens)))
     expect(page.locator("#timeline-track .band.decoding")).to_have_count(1)
-    screenshot(page, "timeline.png", full_page=True)
+    screenshot(page, "timeline.png")
 
     # A request still running: the page reads it again every second, so it sees the cancel happen.
-    sub = submit(live_url, prompt="a long one", max_new_tokens=1500, temperature=0, ignore_eos=True)
-    wait_for(lambda: record(live_url, sub["id"])["status"] == "running", 30, "the long request running")
+    sub = submit(cluster, prompt="a long one", max_new_tokens=1500, temperature=0, ignore_eos=True)
+    wait_for(lambda: record(cluster, sub["id"])["status"] == "running", 30, "the long request running")
     tab.goto(f"/ui/requests/{sub['id']}")
     status = page.locator("#timeline-summary [data-status]")
     expect(status).to_have_attribute("data-status", "running")
-    assert requests.delete(f"{live_url}/v1/requests/{sub['id']}", timeout=5).status_code in (200, 202)
+    assert requests.delete(f"{cluster}/v1/requests/{sub['id']}", timeout=5).status_code in (200, 202)
     expect(status).to_have_attribute("data-status", "cancelled", timeout=15_000)
     expect(page.locator("#timeline-steps li[data-kind=cancelled]")).to_have_count(1)
 
 
-def test_the_monitor_charts_grow_while_requests_run(live_url: str, open_tab: Callable[..., Tab]) -> None:
-    tab = open_tab(live_url)
+def test_the_monitor_charts_grow_while_requests_run(cluster: str, open_tab: Callable[..., Tab]) -> None:
+    tab = open_tab(cluster)
     page = tab.page
     tab.goto("/ui/monitor")
     points = "n => Number(document.querySelector(n[0]).dataset[n[1]]) > n[2]"
     page.wait_for_function(points, arg=["#chart-tokens", "points", 1])
-    subs = [submit(live_url, prompt=f"monitor {i}", max_new_tokens=1500, ignore_eos=True) for i in range(3)]
+    # Ten long requests on 2 workers x 4 slots: every slot busy, and two wait in the queue.
+    subs = [submit(cluster, prompt=f"monitor {i}", max_new_tokens=1500, ignore_eos=True) for i in range(10)]
     try:
         page.wait_for_function(points, arg=["#chart-tokens", "peak", 0], timeout=30_000)  # tokens/s > 0
+        page.wait_for_function(points, arg=["#chart-queue", "peak", 0], timeout=30_000)  # a queue
         page.wait_for_function(points, arg=["#chart-ttft", "peak", 0], timeout=30_000)  # a TTFT sample
         grown = int(page.locator("#chart-tokens").get_attribute("data-points") or 0)
         page.wait_for_function(points, arg=["#chart-tokens", "points", grown])
         for chart in ("#chart-tokens", "#chart-queue", "#chart-slots", "#chart-ttft"):
             expect(page.locator(f"{chart} canvas")).to_have_count(1)
-        [worker] = requests.get(f"{live_url}/v1/workers", timeout=5).json()["workers"]
-        expect(page.locator(f"#monitor-workers tr[data-worker='{worker['worker_id']}']")).to_contain_text(
-            "ready"
-        )
-        expect(page.locator("#flower-link")).to_have_attribute("href", f"{live_url.rsplit(':', 1)[0]}:5555/")
-        screenshot(page, "monitor.png", full_page=True)
+        workers = requests.get(f"{cluster}/v1/workers", timeout=5).json()["workers"]
+        assert len(workers) == 2
+        for worker in workers:
+            row = page.locator(f"#monitor-workers tr[data-worker='{worker['worker_id']}']")
+            expect(row).to_contain_text("ready")
+        expect(page.locator("#flower-link")).to_have_attribute("href", f"{cluster.rsplit(':', 1)[0]}:5555/")
+        screenshot(page, "monitor.png", height=920)
     finally:
         for s in subs:
-            requests.delete(f"{live_url}/v1/requests/{s['id']}", timeout=5)
+            requests.delete(f"{cluster}/v1/requests/{s['id']}", timeout=5)
 
 
 def test_every_view_opens_from_the_keyboard_and_the_back_button(
-    live_url: str, open_tab: Callable[..., Tab]
+    cluster: str, open_tab: Callable[..., Tab]
 ) -> None:
-    tab = open_tab(live_url, color_scheme="dark")
+    tab = open_tab(cluster, color_scheme="dark")
     page = tab.page
     tab.goto("/ui/")
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")  # the system's, until one is picked
@@ -248,7 +281,7 @@ def test_every_view_opens_from_the_keyboard_and_the_back_button(
                              ("Chat", "/ui/", "chat")]:  # fmt: skip
         page.get_by_role("link", name=name, exact=True).focus()
         page.keyboard.press("Enter")
-        expect(page).to_have_url(live_url + path)
+        expect(page).to_have_url(cluster + path)
         expect(page.locator(f"#view-{view}")).to_be_visible()
         expect(page.locator(f"#view-{view} h1")).to_be_focused()  # focus follows to the new view
         expect(page.get_by_role("link", name=name, exact=True)).to_have_attribute("aria-current", "page")
@@ -265,37 +298,13 @@ def test_every_view_opens_from_the_keyboard_and_the_back_button(
     page.wait_for_function("Number(document.querySelector('#chart-slots').dataset.points) > 0")
 
 
-@pytest.fixture(scope="module")
-def cluster(
-    server_env: dict[str, str], log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Two workers (one can switch to the second built-in model) and the API, on a Redis database of
-    their own."""
-    env = {
-        **server_env,
-        "REDIS_URL": server_env["REDIS_URL"].rsplit("/", 1)[0] + "/11",
-        "MODEL_DIR": str(tmp_path_factory.mktemp("ui_model_dir")),
-        "MAX_BATCH": "4",
-        "HF_HUB_OFFLINE": "1",
-    }
-    with ThreadPoolExecutor(2) as pool:  # the two start together: about 8 s instead of 16
-        workers = list(pool.map(lambda name: start_worker(env, log_dir, name), ["ui-w1", "ui-w2"]))
-    api, url = start_api(env, log_dir)
-    procs: list[Process] = [*workers, api]
-    yield url
-    for proc in procs:  # all stop together: a worker takes seconds to drain
-        proc.popen.terminate()
-    for proc in procs:
-        proc.stop()
-
-
 def test_load_shows_progress_to_ready_and_unload_idles_the_worker(
     cluster: str, open_tab: Callable[..., Tab]
 ) -> None:
     tab = open_tab(cluster, expected=("status of 503",))  # the Hub search below, with no network
     page = tab.page
     tab.goto("/ui/models")
-    expect(page.locator("tr[data-model='torchweave-tiny']")).to_have_attribute("data-state", "ready")
+    expect(page.locator(f"tr[data-model='{BUILTIN}']")).to_have_attribute("data-state", "ready")
     expect(page.locator("#models-live")).to_have_attribute("data-feed", "open")  # no progress can be missed
     page.fill("#load-model", SECOND)
     page.locator("#load-form").get_by_role("button", name="Load").click()
@@ -305,15 +314,17 @@ def test_load_shows_progress_to_ready_and_unload_idles_the_worker(
     expect(bar).to_have_count(1)
     assert bar.evaluate("b => b.value") == 100
     loader = bar.get_attribute("data-worker")
+    expect(page.locator("#models-status")).to_have_text(f"{SECOND}: ready on {loader}")
     # The bar went through the load: the page saw it part-way, as the event log shows.
     seen = page.locator("#models-log li[data-state=loading]").evaluate_all(
         "items => items.map(i => Number(i.dataset.progress))"
     )
     assert any(0 < p < 100 for p in seen), seen
-    screenshot(page, "models.png", full_page=True)
+    screenshot(page, "models.png", height=860)
 
     row.get_by_role("button", name=f"Unload {SECOND}").click()
     expect(row).to_have_attribute("data-state", "unloaded", timeout=60_000)
+    expect(page.locator("#models-status")).to_have_text(f"{SECOND}: unloaded on {loader}")
 
     def loader_state() -> str:
         workers = requests.get(f"{cluster}/v1/workers", timeout=5).json()["workers"]
