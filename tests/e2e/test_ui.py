@@ -4,11 +4,13 @@ A chat answer streams and equals the request's text, Stop cancels, a dropped str
 or doubled token; the timeline shows the phases in order and follows a running request; Load shows a
 progress bar to ready and Unload idles the worker; the monitor's charts grow while requests run; a keyed
 server asks for a key and says plainly what needs an admin. No page logs an error, and the screenshots
-in docs/ui/ come from these runs.
+in docs/ui/ come from these runs (UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +26,13 @@ from devtools.servers import Process, start_api, start_worker, wait_for
 from shared.settings import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = PROJECT_ROOT / "docs" / "ui"
+# The README's screenshots are refreshed only on request (UPDATE_SCREENSHOTS=1); an ordinary run writes
+# them to a scratch folder, so running the suite leaves the checkout as it was.
+SHOTS = (
+    PROJECT_ROOT / "docs" / "ui"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "torchweave-ui-shots"
+)
 BUILTIN = "torchweave-tiny"
 SECOND = "torchweave-tiny2"
 ADMIN = "tw-ui-admin-key"
@@ -113,7 +121,7 @@ def cluster(
 
 
 def screenshot(page: Page, name: str, height: int = 800) -> None:
-    """The viewport into docs/ui/; views scroll inside the page, so a taller shot needs a taller window."""
+    """The viewport into SHOTS; views scroll inside the page, so a taller shot needs a taller window."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1280, "height": height})
     page.screenshot(path=str(SHOTS / name))
