@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shared import bus, keys
+from shared import bus, keys, ratelimit, timeline
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
 from shared.scripts import FAIL_FN, FINAL, run_script
 
@@ -128,7 +128,9 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
     """Cancel a request: at once if it is still queued, else by flagging it for its worker.
 
     Returns the status it had: "queued" (now cancelled), "running" (flagged; the worker ends it
-    within one step), a final status (nothing done), or "missing".
+    within one step), a final status (nothing done), or "missing". A cancel that took records a
+    `cancel_asked` step, and a queued request's key gets back every token it reserved (it never ran;
+    a running one is refunded by its worker when it ends).
     """
     rid = request.request_id
     done = DoneEvent(index=0, finish_reason=FinishReason.CANCELLED, usage=Usage.of(0, 0))
@@ -154,6 +156,12 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
         ttl_s,
         *pairs,
     )
+    if result in ("queued", "running"):
+        pipe = r.pipeline(transaction=False)
+        timeline.record(pipe, rid, "cancel_asked", ttl_s, was=result)
+        if result == "queued" and request.charge is not None:
+            ratelimit.refund(pipe, request.charge, used_tokens=0)
+        pipe.execute()
     return result
 
 

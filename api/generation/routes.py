@@ -12,7 +12,6 @@ from api import context
 from api.auth.guard import admin_only
 from api.bodies import parse_body
 from api.errors import ApiError
-from api.generation import charges
 from api.generation.lookup import load_or_404
 from api.generation.queue import queue_info
 from api.generation.schemas import SubmitBody
@@ -113,11 +112,7 @@ def cancel_request(request_id: str) -> tuple[Response, int]:
     """Cancel from any API process: 200 if it was still queued, 202 while its worker stops it (one step)."""
     gen = load_or_404(request_id).request
     had = lifecycle.cancel(context.redis_client(), gen, context.settings().stream_ttl_s)
-    if had in ("queued", "running"):
-        timeline.record(context.redis_client(), request_id, "cancel_asked", context.settings().stream_ttl_s,
-                        was=had)  # fmt: skip
     if had == "queued":
-        charges.refund_all([gen])  # it never ran: its key gets back every token it reserved
         return jsonify({"id": request_id, "status": "cancelled"}), 200
     if had == "running":
         return jsonify({"id": request_id, "status": "cancelling"}), 202

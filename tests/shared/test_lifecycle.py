@@ -7,12 +7,14 @@ import uuid
 
 import redis
 
-from shared import admission, bus, keys, lifecycle
+from shared import admission, bus, keys, lifecycle, ratelimit, timeline
 from shared.messages import (
+    ApiKey,
     DoneEvent,
     ErrorEvent,
     FinishReason,
     GenerationRequest,
+    RateCharge,
     RequestState,
     RequestStatus,
     SamplingParams,
@@ -20,7 +22,7 @@ from shared.messages import (
 )
 
 
-def queued(r: redis.Redis) -> GenerationRequest:
+def queued(r: redis.Redis, charge: RateCharge | None = None) -> GenerationRequest:
     """A stored, queued request for a model of its own (so queue positions start at 0)."""
     req = GenerationRequest(
         request_id=uuid.uuid4().hex,
@@ -28,6 +30,7 @@ def queued(r: redis.Redis) -> GenerationRequest:
         prompt="p",
         params=SamplingParams(),
         created_at=time.time(),
+        charge=charge,
     )
     admission.admit(r, [req], ttl_s=60)
     return req
@@ -50,6 +53,20 @@ def test_cancel_while_queued_ends_it_and_no_worker_can_claim_it(r: redis.Redis) 
     assert bus.queue_position(r, req, ttl_s=60) is None
     assert not lifecycle.claim(r, req, "w1", lease_s=60)
     assert lifecycle.cancel(r, req, ttl_s=60) == "cancelled"
+
+
+def test_cancel_refunds_a_queued_request_and_records_the_ask(r: redis.Redis) -> None:
+    key = ApiKey(key_id=uuid.uuid4().hex, name="k", role="user", created_at=0.0, tpm=1000)
+    reservation = ratelimit.reserve(r, key, requests=1, tokens=100)
+    tokens_key = keys.rate_key(key.key_id, "tok", reservation.window)
+    assert int(r.get(tokens_key) or 0) == 100
+    req = queued(r, RateCharge(key_id=key.key_id, window=reservation.window, tokens=100))
+    assert lifecycle.cancel(r, req, ttl_s=60) == "queued"
+    assert int(r.get(tokens_key) or 0) == 0  # it never ran: every reserved token is back
+    assert [(s["kind"], s["was"]) for s in timeline.read(r, req.request_id)] == [("cancel_asked", "queued")]
+    assert lifecycle.cancel(r, req, ttl_s=60) == "cancelled"
+    assert int(r.get(tokens_key) or 0) == 0  # a second cancel gives nothing back twice
+    assert len(timeline.read(r, req.request_id)) == 1
 
 
 def test_cancel_after_claim_flags_the_worker(r: redis.Redis) -> None:
