@@ -13,17 +13,24 @@ import json
 import time
 from typing import Any
 
+import redis
+
 from shared import keys
 
 MAX_STEPS = 1000
 
 
 def record(pipe: Any, request_id: str, kind: str, ttl_s: int, **details: Any) -> None:
-    """Queue (or, on a client, do) one step of a request's timeline, stamped now."""
+    """Queue one step of a request's timeline, stamped now, on a pipeline; given a client, record it
+    in one round trip."""
+    own = not isinstance(pipe, redis.client.Pipeline)
+    target = pipe.pipeline(transaction=False) if own else pipe
     key = keys.timeline_key(request_id)
     entry = {"kind": kind, "at": repr(time.time()), "details": json.dumps(details)}
-    pipe.xadd(key, entry, maxlen=MAX_STEPS, approximate=True)
-    pipe.expire(key, ttl_s)
+    target.xadd(key, entry, maxlen=MAX_STEPS, approximate=True)
+    target.expire(key, ttl_s)
+    if own:
+        target.execute()
 
 
 def read(r: Any, request_id: str) -> list[dict[str, Any]]:

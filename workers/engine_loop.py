@@ -57,6 +57,9 @@ class EngineLoop:
         self.liveness = Liveness(settings.worker_alive_file)
         self._inbox: queue.Queue[Job] = queue.Queue()
         self._active: dict[str, ActiveRequest] = {}
+        # Requests put in since the last step, with the step they join: their timeline steps go out
+        # with that step's writes, not in round trips of their own on the engine's thread.
+        self._admitted: list[tuple[ActiveRequest, int]] = []
 
     def put(self, job: Job) -> None:
         """Queue a job for the loop thread; it runs before the next step."""
@@ -108,9 +111,7 @@ class EngineLoop:
             return
         self._active[active.request_id] = active
         active.admitted_at = time.time()
-        with contextlib.suppress(redis.RedisError):  # the timeline is informational
-            timeline.record(self.redis, active.request_id, "admitted", self.settings.stream_ttl_s,
-                            worker=self.worker_id, step=self.engine.stats.num_steps + 1)  # fmt: skip
+        self._admitted.append((active, self.engine.stats.num_steps + 1))
 
     def hand_back_all(self) -> None:
         """Requeue every request here; the next worker resumes each from its stream."""
@@ -139,6 +140,9 @@ class EngineLoop:
         round trip checks the requests still running. Returns {id: "gone" or "cancel"} for those that
         must stop."""
         writes = self._writes()
+        for active, step in self._admitted:
+            writes.admitted(active, step)
+        self._admitted = []
         now = time.time()
         ended = [a for out in outputs if (a := self._record(writes, out, step_started, now)) is not None]
         ended_ids = {a.request_id for a in ended}
@@ -256,6 +260,7 @@ class EngineLoop:
             active.done.set()
 
     def _fail_all(self, message: str) -> None:
+        self._admitted = []
         for active in list(self._active.values()):
             try:
                 self._end(active, FinishReason.ERROR, error=message)

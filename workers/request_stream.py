@@ -71,6 +71,12 @@ class StreamWrites:
         self.retried = False  # Redis failed at least once meanwhile: it may have lost earlier writes
         self._writes = Writes()
 
+    def admitted(self, active: ActiveRequest, step: int) -> None:
+        """The request joined the batch at engine step `step` (a timeline step only)."""
+        self._writes.add(
+            timeline.record, active.request_id, "admitted", self.ttl_s, worker=self.worker_id, step=step
+        )
+
     def start(self, active: ActiveRequest, started_at: float, first_token_at: float) -> None:
         """The request is running here and has its first token."""
         active.is_started = True
