@@ -12,7 +12,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic.json_schema import models_json_schema
 from werkzeug.routing import Rule
 
-from api.route_docs import COMMON_ERRORS, RouteDoc, documented, route_doc
+from api.route_docs import COMMON_ERRORS, RouteDoc, documented, is_static_endpoint, route_doc
 
 bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"
@@ -44,8 +44,6 @@ STATUS_WORDS = {
     503: "a dependency (Redis, a worker, the Hub) is unavailable",
     504: "did not finish in time",
 }
-UNDOCUMENTED_ENDPOINTS = {"static", "ui.static"}  # static files; Swagger UI's are its blueprint's
-SWAGGER_BLUEPRINT = "swagger_ui"
 
 
 class UndocumentedRoute(RuntimeError):
@@ -54,12 +52,7 @@ class UndocumentedRoute(RuntimeError):
 
 def documented_rules(app: Flask) -> list[Rule]:
     """The URL rules the document must cover: all but static files and Swagger UI's own files."""
-    swagger = SWAGGER_BLUEPRINT + "."
-    return [
-        rule
-        for rule in app.url_map.iter_rules()
-        if rule.endpoint not in UNDOCUMENTED_ENDPOINTS and not rule.endpoint.startswith(swagger)
-    ]
+    return [rule for rule in app.url_map.iter_rules() if not is_static_endpoint(rule.endpoint)]
 
 
 def openapi_path(rule: Rule) -> str:

@@ -12,6 +12,13 @@ from pydantic import BaseModel
 View = TypeVar("View", bound=Callable[..., Any])
 ATTRIBUTE = "__route_doc__"
 COMMON_ERRORS = (400, 413, 415, 503)  # what any route with a body may answer, besides its own
+SWAGGER_BLUEPRINT = "swagger_ui"  # flask-swagger-ui's blueprint
+_STATIC_ENDPOINTS = frozenset({"static", "ui.static"})
+
+
+def is_static_endpoint(endpoint: str) -> bool:
+    """Static files and Swagger UI's pages: public, and not part of the OpenAPI document."""
+    return endpoint in _STATIC_ENDPOINTS or endpoint.startswith(SWAGGER_BLUEPRINT + ".")
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from api import context
 from api.auth import store
 from api.auth.principal import Principal
 from api.errors import error_response
+from api.route_docs import is_static_endpoint
 
 View = TypeVar("View", bound=Callable[..., Any])
 SESSION_COOKIE = "tw_session"
 _ACCESS = "__access__"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-_SWAGGER = "swagger_ui."
 
 
 def public(view: View) -> View:
@@ -40,7 +40,7 @@ def admin_only(view: View) -> View:
 
 def access_of(endpoint: str | None) -> str:
     """ "public", "admin" or "user" (the default) for an endpoint."""
-    if endpoint is not None and (endpoint.startswith(_SWAGGER) or endpoint in ("static", "ui.static")):
+    if endpoint is not None and is_static_endpoint(endpoint):
         return "public"
     view = current_app.view_functions.get(endpoint or "")
     return str(getattr(view, _ACCESS, "user"))
