@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from api.auth import store
+from api.auth.schemas import CreateKeyBody
 from shared import bus
 from shared.settings import get_settings
 
@@ -35,11 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     r = bus.connect(settings.redis_url, settings.redis_tls_verify)
     if args.verb == "create":
-        for limit in ("rpm", "tpm"):
-            if getattr(args, limit) is not None and getattr(args, limit) < 1:
-                print(f"--{limit} must be at least 1", file=sys.stderr)
-                return 2
-        secret, key = store.create(r, args.name, args.role, args.rpm, args.tpm)
+        try:  # the same rules as POST /v1/keys
+            body = CreateKeyBody(name=args.name, role=args.role, rpm=args.rpm, tpm=args.tpm)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            print(f"--{first['loc'][0]}: {first['msg']}", file=sys.stderr)
+            return 2
+        secret, key = store.create(r, body.name, body.role, body.rpm, body.tpm)
         print(f"created key {key.key_id} ({key.name}, {key.role}); its secret, shown only now:\n{secret}")
     elif args.verb == "list":
         for key in store.list_keys(r):
