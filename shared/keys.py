@@ -19,7 +19,6 @@ GENERATE_NOBATCH_TASK = "workers.tasks.generate_nobatch"
 # model is sent with priority min(k, LOWEST_PRIORITY), so a light user's request overtakes a flood.
 PRIORITY_STEPS = list(range(10))
 LOWEST_PRIORITY = PRIORITY_STEPS[-1]
-_PRIORITY_SEP = "\x06\x16"  # kombu's separator between a queue's name and its priority
 
 
 def request_key(request_id: str) -> str:
@@ -60,12 +59,6 @@ def waiting_key(model: str) -> str:
 def queue_name(model: str) -> str:
     """The Celery queue that carries requests for one model."""
     return "model." + re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_")
-
-
-def priority_queue_names(model: str) -> list[str]:
-    """The Redis lists kombu keeps for one model's Celery queue, one per priority (0 is the bare name)."""
-    base = queue_name(model)
-    return [base] + [f"{base}{_PRIORITY_SEP}{p}" for p in PRIORITY_STEPS[1:]]
 
 
 def arrivals_key(model: str) -> str:
