@@ -19,6 +19,7 @@ from transformers import GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
 from workers.engine import LLMEngine, SamplingOptions
+from workers.engine.engine import DEFAULT_BLOCK_SIZE
 
 
 @dataclass
@@ -125,10 +126,12 @@ class Arrivals:
 def engine_in_process(
     model: Any, prompts: list[list[int]], new_tokens: int, arrivals: Arrivals, max_model_len: int,
     max_batch_tokens: int, bar: tqdm, prefix_caching: bool = True, system: str = "engine",
+    num_blocks: int | None = None,
 ) -> Run:  # fmt: skip
-    """Our engine, stepped in a loop that plays the arrivals in real time."""
-    # The KV budget a slot cache of this many requests would hold, so both engines get the same memory.
-    blocks = arrivals.concurrency * -(-max_model_len // 16)
+    """Our engine, stepped in a loop that plays the arrivals in real time. Its KV budget is num_blocks,
+    by default what a slot cache of `concurrency` requests would hold, so both engines get the same
+    memory."""
+    blocks = num_blocks or arrivals.concurrency * -(-max_model_len // DEFAULT_BLOCK_SIZE)
     engine = LLMEngine(
         model,
         arrivals.concurrency,
@@ -145,6 +148,7 @@ def engine_in_process(
     owner: dict[str, int] = {}
     times: dict[int, RequestTimes] = {}
     step_times: list[tuple[int, float]] = []
+    most_running = 0  # requests holding KV at once, whether or not each ran in a given step
     while due or engine.has_work():
         now = time.perf_counter()
         while due and due[0][0] <= now:
@@ -159,6 +163,7 @@ def engine_in_process(
         t0 = time.perf_counter()
         outputs = engine.step()
         t1 = time.perf_counter()
+        most_running = max(most_running, len(engine.scheduler.running))
         step_times.append((len(outputs), t1 - t0))
         for out in outputs:
             rt = times[int(out.seq_id)]
@@ -177,6 +182,7 @@ def engine_in_process(
         "steps": len(step_times),
         "prefix_cache_hit_rate": round(engine.prefix_cache_hit_rate, 3),
         "preemptions": engine.scheduler.num_preemptions,
+        "most_running": most_running,
     }
     full = [dt for n, dt in step_times if n == arrivals.concurrency]
     if full:
