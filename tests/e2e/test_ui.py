@@ -250,6 +250,44 @@ def test_the_timeline_shows_the_phases_in_order_and_follows_a_running_request(
     expect(page.locator("#timeline-steps li[data-kind=cancelled]")).to_have_count(1)
 
 
+def test_a_timeline_shows_a_hand_off_after_a_worker_died(cluster: str, open_tab: Callable[..., Tab]) -> None:
+    """The page draws what the server records after a SIGKILL (as tests/e2e/test_recovery.py produces
+    it): decoding on w1 until its last token, "worker lost" until the requeue, then decoding again on
+    w2 from its first token; no prefill band for the resumed request, whose tokens were all sent."""
+    rid = "f" * 32
+    t0 = 1000.0
+    w1, w2 = {"worker": "w1"}, {"worker": "w2"}
+    steps = [
+        ("submitted", 0.01, {}), ("claimed", 0.1, w1), ("admitted", 0.11, {**w1, "step": 1}),
+        ("first_token", 0.2, {**w1, "ttft_s": 0.2}),
+        ("requeued", 3.0, {**w1, "reason": "its worker stopped"}),
+        ("claimed", 3.1, w2), ("admitted", 3.2, {**w2, "step": 1}),
+        ("finished", 5.0, {**w2, "finish_reason": "length", "tokens": 40}),
+    ]  # fmt: skip
+    # Tokens 1-20 on w1 from 0.2 s to 1.15 s, then 21-40 on w2 from 3.4 s.
+    at = [0.2 + 0.05 * i for i in range(20)] + [3.4 + 0.08 * i for i in range(20)]
+    tokens = [[i + 1, t0 + t, 1] for i, t in enumerate(at)]
+    body = {
+        "id": rid, "model": BUILTIN, "status": "finished", "created_at": t0, "tokens": tokens,
+        "steps": [{"kind": kind, "at": t0 + t, **details} for kind, t, details in steps],
+    }  # fmt: skip
+    tab = open_tab(cluster)
+    page = tab.page
+    page.route(f"{cluster}/v1/requests/{rid}/timeline", lambda route: route.fulfill(json=body))
+    tab.goto(f"/ui/requests/{rid}")
+    expect(page.locator("#timeline-summary [data-status]")).to_have_attribute("data-status", "finished")
+    track = page.locator("#timeline-track .band")
+    classes = track.evaluate_all("bands => bands.map(b => b.className)")
+    assert classes == [
+        "band waiting", "band claimed", "band prefill", "band decoding", "band worker-lost", "band waiting",
+        "band claimed", "band prefill", "band decoding",
+    ]  # fmt: skip
+    lost = page.locator("#timeline-track .band.worker-lost")
+    expect(lost).to_have_attribute("title", "worker lost: 1.85 s")  # from w1's last token to the requeue
+    resumed = page.locator("#timeline-track .band.decoding").nth(1)
+    expect(resumed).to_have_attribute("title", "decoding on w2: 1.60 s")  # from w2's first token (3.4 s)
+
+
 def test_the_monitor_charts_grow_while_requests_run(cluster: str, open_tab: Callable[..., Tab]) -> None:
     tab = open_tab(cluster)
     page = tab.page

@@ -15,7 +15,7 @@ const LABELS = {
 };
 // The phase a step begins, drawn as a band up to the next step that begins another.
 const PHASES = { submitted: "waiting", queued: "waiting", requeued: "waiting", claimed: "claimed",
-  admitted: "prefill", first_token: "decoding" };
+  admitted: "prefill", first_token: "decoding", resumed: "decoding", lost: "worker lost" };
 
 let shownId = null;
 let timer = null;
@@ -70,7 +70,7 @@ function render(data) {
   fill(summary, `model ${data.model} · created ${fmt.clock(t0)} · `,
     h("span", { class: `state-${data.status}`, dataset: { status: data.status } }, data.status),
     isFinal ? ` · ${fmt.seconds(end - t0)} in all` : " · refreshing every second");
-  fill(byId("timeline-track"), bands(steps, t0, end, span));
+  fill(byId("timeline-track"), bands(phaseMarks(steps, data.tokens), t0, end, span));
   fill(byId("timeline-axis"), ticks(span));
   fill(byId("timeline-steps"), steps.map((step) => stepItem(step, t0)));
   // Tokens over time: cumulative tokens against seconds since creation.
@@ -85,6 +85,30 @@ function render(data) {
   chart.set(xs, { tokens: ys });
 }
 
+/**
+ * The steps plus two marks the tokens imply, for the bands only: a request handed to another worker
+ * after its first token decodes again from the first token after its new admission (the marks
+ * "resumed"), and the time between its last token and a requeue whose worker stopped is "worker lost".
+ */
+function phaseMarks(steps, tokens) {
+  const times = tokens.map(([, at]) => at);
+  const out = [];
+  let started = false;
+  for (const step of steps) {
+    if (step.kind === "requeued" && step.reason === "its worker stopped") {
+      const last = times.filter((at) => at <= step.at).pop();
+      if (last !== undefined) out.push({ kind: "lost", at: last });
+    }
+    out.push(step);
+    if (step.kind === "first_token") started = true;
+    if (step.kind === "admitted" && started) {
+      const next = times.find((at) => at >= step.at);
+      if (next !== undefined) out.push({ kind: "resumed", at: next, worker: step.worker });
+    }
+  }
+  return out.sort((a, b) => a.at - b.at);
+}
+
 function bands(steps, t0, end, span) {
   const out = [];
   for (let i = 0; i < steps.length; i += 1) {
@@ -95,7 +119,7 @@ function bands(steps, t0, end, span) {
     const from = steps[i].at;
     const to = j < steps.length ? steps[j].at : end;
     const where = steps[i].worker ? ` on ${steps[i].worker}` : "";
-    const band = h("div", { class: `band ${phase}`, title: `${phase}${where}: ${fmt.seconds(to - from)}` },
+    const band = h("div", { class: `band ${phase.replace(" ", "-")}`, title: `${phase}${where}: ${fmt.seconds(to - from)}` },
       h("span", {}, phase));
     band.style.left = `${(100 * (from - t0)) / span}%`; // CSSOM, which the CSP allows
     band.style.width = `${(100 * (to - from)) / span}%`;
