@@ -5,7 +5,8 @@ then the prefill chunks. transformers computes the projections, RoPE and MLPs fo
 at once; only attention needs to know which tokens belong together, and that is what
 `StepBatch` tells this function. Every new key and value is written into its sequence's block
 (a flat index into the layer's pool); attention then gathers each sequence's context from its
-blocks (one index_select per layer for all decodes) and runs SDPA on it.
+blocks and runs SDPA on it. Decodes are gathered in groups of similar context length (one
+index_select per group and layer), so one long context does not pad every short one to its length.
 
 Gathering was measured against reading per-sequence slots in place (the slot cache this replaced):
 on CPU the copy is small next to the step's matmuls (see the README's engine figures).
@@ -38,14 +39,22 @@ class PrefillChunk:
 
 
 @dataclass
+class DecodeGroup:
+    """Decodes whose contexts are about as long, gathered and attended together (padded to the longest)."""
+
+    rows: torch.Tensor | None  # [G]: which decode tokens, in the packed row's order; None: all of them
+    context: torch.Tensor  # [G, L]: pool rows of each one's context
+    mask: torch.Tensor | None  # [G, 1, 1, L] bool; None when every context is L long
+
+
+@dataclass
 class StepBatch:
     """Where each token of the packed row goes in the cache, and what each query attends to."""
 
     kv: KVCache
     token_rows: torch.Tensor  # [T]: the pool row each token's key and value go to
     num_decode: int
-    decode_context: torch.Tensor | None  # [num_decode, L]: pool rows of each decode's context (padded)
-    decode_mask: torch.Tensor | None  # [num_decode, 1, 1, L] bool; None when every context is L long
+    decode_groups: list[DecodeGroup]
     prefills: list[PrefillChunk]
 
 
@@ -62,6 +71,18 @@ def _decode_attention(
     q = query.view(batch, kv_heads, heads // kv_heads, dim)
     out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale)
     return out.reshape(batch, heads, dim)
+
+
+def _gathered_decode(
+    query: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, group: DecodeGroup, scale: float
+) -> torch.Tensor:
+    """One group's decodes: gather their contexts from the pool (one index_select each for keys and
+    values), then attend; query [G, H, D], returns [G, H, D]."""
+    batch, length = group.context.shape
+    flat = group.context.reshape(-1)
+    keys = k_pool.index_select(0, flat).view(batch, length, *k_pool.shape[1:]).transpose(1, 2)
+    values = v_pool.index_select(0, flat).view(batch, length, *v_pool.shape[1:]).transpose(1, 2)
+    return _decode_attention(query, keys, values, group.mask, scale)
 
 
 def paged_attention(
@@ -91,12 +112,16 @@ def paged_attention(
     q_tokens = query[0].transpose(0, 1)  # [T, H, D]
     outputs = []
     if step.num_decode:
-        assert step.decode_context is not None
-        batch, length = step.decode_context.shape
-        flat = step.decode_context.reshape(-1)
-        keys = k_pool.index_select(0, flat).view(batch, length, *k_pool.shape[1:]).transpose(1, 2)
-        values = v_pool.index_select(0, flat).view(batch, length, *v_pool.shape[1:]).transpose(1, 2)
-        outputs.append(_decode_attention(q_tokens[: step.num_decode], keys, values, step.decode_mask, scale))
+        q_decode = q_tokens[: step.num_decode]
+        if len(step.decode_groups) == 1 and step.decode_groups[0].rows is None:
+            outputs.append(_gathered_decode(q_decode, k_pool, v_pool, step.decode_groups[0], scale))
+        else:
+            out = torch.empty_like(q_decode)
+            for group in step.decode_groups:
+                assert group.rows is not None
+                q = q_decode.index_select(0, group.rows)
+                out.index_copy_(0, group.rows, _gathered_decode(q, k_pool, v_pool, group, scale))
+            outputs.append(out)
     offset = step.num_decode
     for chunk in step.prefills:
         q = query[:, :, offset : offset + chunk.length]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from workers.engine.attention import PrefillChunk, StepBatch, register
+from workers.engine.attention import DecodeGroup, PrefillChunk, StepBatch, register
 from workers.engine.kv_cache import KVCache
 from workers.engine.scheduler import Schedule
 from workers.engine.sequence import Sequence
@@ -18,6 +18,8 @@ from workers.engine.sequence import Sequence
 # A 4-D attention mask is passed through untouched, so transformers builds none for the packed
 # row; paged_attention ignores it and masks from the StepBatch instead.
 _NO_MASK = torch.zeros(1, 1, 0, 0, dtype=torch.bool)
+# Decodes gather their contexts in groups of lengths up to 256, 512, 1024, ... tokens.
+GROUP_MIN_LEN = 256
 
 
 def cache_shape(config: Any) -> tuple[int, int, int]:
@@ -103,24 +105,42 @@ class ModelRunner:
             [torch.tensor(decode_rows, dtype=torch.long, device=self.device)]
             + [chunk.context[chunk.start :] for chunk in chunks]
         )
-        context, mask = None, None
-        if decode:
-            lengths = [seq.num_cached + 1 for seq in decode]
-            width = -(-max(lengths) // self.block_size)
-            padded = [s.block_table[:width] + [0] * (width - len(s.block_table[:width])) for s in decode]
-            table = torch.tensor(padded, device=self.device)
-            longest = max(lengths)
-            context = (table[:, :, None] * self.block_size + self._offsets).reshape(len(decode), -1)[
-                :, :longest
-            ]
-            if min(lengths) != longest:
-                cols = torch.arange(longest, device=self.device)
-                mask = (cols[None, :] < torch.tensor(lengths, device=self.device)[:, None])[:, None, None, :]
+        groups = self._decode_groups(decode)
         return StepBatch(
             kv=self.kv,
             token_rows=token_rows,
             num_decode=len(decode),
-            decode_context=context,
-            decode_mask=mask,
+            decode_groups=groups,
             prefills=chunks,
         )
+
+    def _decode_groups(self, decode: list[Sequence]) -> list[DecodeGroup]:
+        """The decodes grouped by context length, in buckets that double from GROUP_MIN_LEN tokens: a
+        gathered context is padded to its group's longest, so a few long contexts cost the short
+        ones nothing. One group (the usual case) keeps the packed order and needs no reindexing."""
+        if not decode:
+            return []
+        lengths = [seq.num_cached + 1 for seq in decode]
+        buckets: dict[int, list[int]] = {}
+        for i, n in enumerate(lengths):
+            buckets.setdefault(max(0, (n - 1) // GROUP_MIN_LEN).bit_length(), []).append(i)
+        if len(buckets) == 1:
+            return [self._decode_group(decode, lengths, None)]
+        return [self._decode_group(decode, lengths, members) for members in buckets.values()]
+
+    def _decode_group(
+        self, decode: list[Sequence], lengths: list[int], members: list[int] | None
+    ) -> DecodeGroup:
+        picked = range(len(decode)) if members is None else members
+        seqs, lens = [decode[i] for i in picked], [lengths[i] for i in picked]
+        longest = max(lens)
+        width = -(-longest // self.block_size)
+        padded = [s.block_table[:width] + [0] * (width - len(s.block_table[:width])) for s in seqs]
+        table = torch.tensor(padded, device=self.device)
+        context = (table[:, :, None] * self.block_size + self._offsets).reshape(len(seqs), -1)[:, :longest]
+        mask = None
+        if min(lens) != longest:
+            cols = torch.arange(longest, device=self.device)
+            mask = (cols[None, :] < torch.tensor(lens, device=self.device)[:, None])[:, None, None, :]
+        rows = None if members is None else torch.tensor(members, dtype=torch.long, device=self.device)
+        return DecodeGroup(rows, context, mask)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from tests.workers.engine.conftest import make_engine, make_prompts, reference_greedy, run_to_completion
 from workers.engine import SamplingOptions
+from workers.engine.model_runner import ModelRunner
 from workers.model_loader import LoadedModel
 
 
@@ -77,3 +82,29 @@ def test_preempted_sequences_continue_greedy_identical(tiny: LoadedModel) -> Non
     for i, prompt in enumerate(prompts[:3]):
         assert outputs[f"a{i}"] == reference_greedy(tiny, prompt, 24)
     assert outputs["b0"] == reference_greedy(tiny, prompts[3], 24)
+
+
+def test_decodes_of_very_different_lengths_gather_in_groups_and_match_generate(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Contexts of about 20, 300, 700 and 1,100 tokens fall in four length groups (up to 256, 512, 1,024
+    # and 2,048 tokens): each group is gathered padded to its own longest, and the outputs go back to
+    # their places in the packed row.
+    groups_seen: list[int] = []
+    split = ModelRunner._decode_groups
+
+    def spy(self: ModelRunner, decode: list) -> list:
+        groups = split(self, decode)
+        groups_seen.append(len(groups))
+        return groups
+
+    monkeypatch.setattr(ModelRunner, "_decode_groups", spy)
+    rng = random.Random(7)
+    prompts = [[1] + [rng.randrange(3, 259) for _ in range(n - 1)] for n in (1100, 20, 700, 300, 21)]
+    engine = make_engine(tiny, max_batch=5, max_model_len=1200)
+    opts = SamplingOptions(max_new_tokens=10, temperature=0.0, ignore_eos=True)
+    outputs = run_to_completion(engine, {0: [(f"r{i}", p, opts) for i, p in enumerate(prompts)]})
+    for i, prompt in enumerate(prompts):
+        expected = reference_greedy(tiny, prompt, 10, ignore_eos=True)
+        assert outputs[f"r{i}"] == expected, f"request r{i} diverged"
+    assert max(groups_seen) == 4  # every decode step once all five run: four length groups
