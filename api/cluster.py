@@ -30,7 +30,7 @@ def status() -> Response:
     """The whole system in one look: workers by state, models by state, queue depth per model."""
     r = context.redis_client()
     workers = fleet.list_workers(r)
-    models = catalog.summaries(r)
+    models = catalog.summaries(r, workers)
     return jsonify(
         {
             "workers": {
@@ -47,7 +47,9 @@ def status() -> Response:
                 for name, info in models.items()
             },
             "queue_depth": {name: info["queued"] for name, info in models.items()},
-            "ttft_ms": {name: ttft_percentiles(fleet.recent_ttfts(r, name)) for name in models},
+            "ttft_ms": {
+                name: ttft_percentiles(ttfts) for name, ttfts in fleet.recent_ttfts(r, list(models)).items()
+            },
         }
     )
 

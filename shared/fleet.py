@@ -59,10 +59,12 @@ def note_ttft(pipe: Pipeline, model: str, ttft_s: float) -> None:
     pipe.ltrim(key, 0, RECENT_TTFTS - 1)
 
 
-def recent_ttfts(r: redis.Redis, model: str) -> list[float]:
-    """The model's recent times to first token, in seconds, newest first."""
-    client: Any = r
-    return [float(v) for v in client.lrange(keys.recent_ttft_key(model), 0, -1)]
+def recent_ttfts(r: redis.Redis, models: list[str]) -> dict[str, list[float]]:
+    """Each model's recent times to first token, in seconds, newest first (one round trip)."""
+    pipe: Any = r.pipeline(transaction=False)
+    for model in models:
+        pipe.lrange(keys.recent_ttft_key(model), 0, -1)
+    return {model: [float(v) for v in values] for model, values in zip(models, pipe.execute(), strict=True)}
 
 
 def forget_model_states(r: redis.Redis, model: str, worker_ids: list[str]) -> None:

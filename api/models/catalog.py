@@ -33,13 +33,14 @@ def checked_name(name: str) -> str:
         raise ApiError(400, str(exc), param="model", code="invalid_model_name") from None
 
 
-def summaries(r: redis.Redis) -> dict[str, dict[str, Any]]:
-    """Every known model: its overall state, per-worker states and queue depth.
+def summaries(r: redis.Redis, live_workers: list[WorkerInfo] | None = None) -> dict[str, dict[str, Any]]:
+    """Every known model: its overall state, per-worker states and queue depth (`live_workers`: the
+    live workers, when the caller has them already).
 
     Overall: ready when a live worker serves it, else loading when one loads it, else failed
     when a load failed (with the reasons), else unloaded.
     """
-    workers = {w.worker_id: w for w in fleet.list_workers(r)}
+    workers = {w.worker_id: w for w in (fleet.list_workers(r) if live_workers is None else live_workers)}
     states = _without_old_failures(r, fleet.model_states(r), workers)
     for w in workers.values():  # a worker started with MODEL has no load record: it is ready
         if w.model and w.model not in states:
@@ -112,10 +113,10 @@ def state_of(r: redis.Redis, model: str) -> str | None:
     return None if info is None else str(info["state"])
 
 
-def pick_workers(r: redis.Redis, model: str, count: int) -> list[WorkerInfo]:
-    """Up to `count` live workers that neither serve nor load `model`: idle ones first, then the
-    least recently used (a worker's current model is unloaded to make room)."""
-    candidates = [w for w in fleet.list_workers(r) if w.model != model and w.state != "loading" and w.node]
+def pick_workers(live: list[WorkerInfo], model: str, count: int) -> list[WorkerInfo]:
+    """Up to `count` of the live workers that neither serve nor load `model`: idle ones first, then
+    the least recently used (a worker's current model is unloaded to make room)."""
+    candidates = [w for w in live if w.model != model and w.state != "loading" and w.node]
     candidates.sort(key=lambda w: (w.state != "idle", w.slots_used, w.last_request_at))
     return candidates[:count]
 
@@ -123,11 +124,11 @@ def pick_workers(r: redis.Redis, model: str, count: int) -> list[WorkerInfo]:
 def start_load(model: str, count: int) -> list[WorkerInfo]:
     """Tell `count` workers to load `model`; 400 past the live worker count, 409 when no worker is free."""
     r = context.redis_client()
-    live = len(fleet.list_workers(r))
-    if count > live:
-        raise ApiError(400, f"workers: {count} asked for, but {live} workers are live",
+    live = fleet.list_workers(r)
+    if count > len(live):
+        raise ApiError(400, f"workers: {count} asked for, but {len(live)} workers are live",
                        param="workers", code="too_many_workers")  # fmt: skip
-    chosen = pick_workers(r, model, count)
+    chosen = pick_workers(live, model, count)
     if not chosen:
         raise ApiError(409, f"no worker is free to load {model!r}: every live worker serves it or is loading",
                        param="model", code="no_free_worker")  # fmt: skip
@@ -142,8 +143,9 @@ def start_unload(model: str) -> list[WorkerInfo]:
     its record before the worker's next heartbeat says so.
     """
     r = context.redis_client()
-    recorded = set(summaries(r).get(model, {}).get("workers", []))
-    serving = [w for w in fleet.list_workers(r) if (w.model == model or w.worker_id in recorded) and w.node]
+    live = fleet.list_workers(r)
+    recorded = set(summaries(r, live).get(model, {}).get("workers", []))
+    serving = [w for w in live if (w.model == model or w.worker_id in recorded) and w.node]
     if not serving:
         raise ApiError(404, f"no worker serves {model!r}", param="model", code="model_not_found")
     _command(r, serving, model, keys.UNLOAD_MODEL_COMMAND, ModelLoadState.UNLOADED, UNLOAD_PENDING)
