@@ -11,7 +11,9 @@ from api.cli import main
     ("argv", "field"),
     [(["--rpm", "0"], "--rpm"), (["--tpm", "-5"], "--tpm"), (["--name", ""], "--name")],
 )
-def test_create_refuses_invalid_limits(argv: list[str], field: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_create_refuses_invalid_limits(
+    argv: list[str], field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["keys", "create", "--name", "ops", *argv]
     assert main(args) == 2
     err = capsys.readouterr().err

@@ -256,8 +256,9 @@ def test_a_timeline_shows_a_hand_off_after_a_worker_died(cluster: str, open_tab:
     w2 from its first token; no prefill band for the resumed request, whose tokens were all sent."""
     rid = "f" * 32
     t0 = 1000.0
-    w1, w2 = {"worker": "w1"}, {"worker": "w2"}
-    steps = [
+    w1: dict[str, Any] = {"worker": "w1"}
+    w2: dict[str, Any] = {"worker": "w2"}
+    steps: list[tuple[str, float, dict[str, Any]]] = [
         ("submitted", 0.01, {}), ("claimed", 0.1, w1), ("admitted", 0.11, {**w1, "step": 1}),
         ("first_token", 0.2, {**w1, "ttft_s": 0.2}),
         ("requeued", 3.0, {**w1, "reason": "its worker stopped"}),
