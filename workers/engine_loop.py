@@ -115,6 +115,7 @@ class EngineLoop:
 
     def hand_back_all(self) -> None:
         """Requeue every request here; the next worker resumes each from its stream."""
+        self._admitted = []  # none of them runs here after all
         for active in list(self._active.values()):
             self.engine.abort(active.request_id)
             self._active.pop(active.request_id, None)
