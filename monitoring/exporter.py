@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from monitoring.collector import RedisStateCollector
-from shared import bus
+from monitoring.request_metrics import RequestMetricsCollector
+from shared import bus, logs
 from shared.settings import check_exposure, get_settings
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,13 @@ def require_token(app: WsgiApp, token: str) -> WsgiApp:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO)
     s = get_settings()
+    logs.configure(s.log_format)
     check_exposure(s, "metrics")
+    client = bus.connect(s.redis_url, s.redis_tls_verify)
     registry = CollectorRegistry()
-    registry.register(RedisStateCollector(bus.connect(s.redis_url, s.redis_tls_verify), s.model))
+    registry.register(RedisStateCollector(client, s.model))
+    registry.register(RequestMetricsCollector(client, s.model))
     app = require_token(make_wsgi_app(registry), s.metrics_token)
     server = make_server(s.host, s.metrics_port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     log.info("metrics on http://%s:%d/metrics", s.host, s.metrics_port)

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shared import bus, keys
+from shared import bus, keys, metrics
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
 from shared.scripts import FAIL_FN, FINAL, run_script
 
@@ -154,6 +154,8 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
         ttl_s,
         *pairs,
     )
+    if result == "queued":
+        metrics.count_ended_unrun(r, request.model, "", FinishReason.CANCELLED.value)
     return result
 
 
