@@ -44,7 +44,9 @@ STATUS_WORDS = {
     503: "a dependency (Redis, a worker, the Hub) is unavailable",
     504: "did not finish in time",
 }
-UNDOCUMENTED_ENDPOINTS = {"static", "ui.static"}  # static files; Swagger UI's are its blueprint's
+# Static files (Swagger UI's are its blueprint's), and Prometheus's scrape endpoint: text for Prometheus,
+# not an API for clients (README, Monitoring).
+UNDOCUMENTED_ENDPOINTS = {"static", "ui.static", "telemetry.metrics"}
 SWAGGER_BLUEPRINT = "swagger_ui"
 
 
