@@ -72,6 +72,14 @@ def post_worker_init(worker: object) -> None:
     gc.set_threshold(20_000, 50, 1000)
 
 
+def when_ready(server: object) -> None:
+    """The master imported the app's modules (for its worker class) and so opened a streams-open gauge
+    of its own; it relays nothing, so that series leaves /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid())
+
+
 def child_exit(server: object, worker: Any) -> None:
     """A dead process's live gauges (streams open) leave /metrics; its counters stay in the totals."""
     # Imported here, never at the top: a prometheus_client the master loaded before the variable was

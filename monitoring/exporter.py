@@ -30,6 +30,17 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def classic_text(app: WsgiApp) -> WsgiApp:
+    """The app answering every scrape in Prometheus's classic text format. prometheus_client 0.26 writes
+    OpenMetrics (what Prometheus asks for first) with the colons of vLLM's names turned into underscores
+    (vllm_time_to_first_token_seconds), which would break every vLLM dashboard; the text format keeps them."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return app({**environ, "HTTP_ACCEPT": "text/plain; version=0.0.4"}, start_response)
+
+    return wrapped
+
+
 def require_token(app: WsgiApp, token: str) -> WsgiApp:
     """The app behind a bearer token (no token: as it is)."""
     if not token:
@@ -53,7 +64,7 @@ def main() -> None:
     registry = CollectorRegistry()
     registry.register(RedisStateCollector(client, s.model))
     registry.register(RequestMetricsCollector(client, s.model))
-    app = require_token(make_wsgi_app(registry), s.metrics_token)
+    app = require_token(classic_text(make_wsgi_app(registry)), s.metrics_token)
     server = make_server(s.host, s.metrics_port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     log.info("metrics on http://%s:%d/metrics", s.host, s.metrics_port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
