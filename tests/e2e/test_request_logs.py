@@ -45,7 +45,8 @@ def test_a_request_id_runs_through_the_api_task_engine_and_flower(
 ) -> None:
     rid = follow_one_request(observed, flower)
     info = requests.get(f"{flower}/api/task/info/{rid}", auth=FLOWER_AUTH, timeout=5).json()
-    assert info["uuid"] == rid and info["state"] == "SUCCESS" and rid in str(info.get("args"))
+    # (Its args and name come with the "received" event, which Flower may have missed while connecting.)
+    assert info["uuid"] == rid and info["state"] == "SUCCESS"
 
     api_lines = [x for x in json_lines(observed.api.log_path) if x["request_id"] == rid]
     assert any(x["logger"] == "api.generation.submit" for x in api_lines), api_lines
