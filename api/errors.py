@@ -6,7 +6,7 @@ import logging
 import uuid
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, g, has_request_context, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -30,6 +30,8 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, param: str | None = None, code: str | None = None) -> Response:
+    if has_request_context():  # api/telemetry.py logs and counts the reason of every 4xx
+        g.tw_error = (code, message)
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     response = jsonify(body)

@@ -5,6 +5,10 @@ memory per idle stream against gthread (figures in the README).
 """
 
 import gc
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
 from shared.settings import check_exposure, get_settings
 
@@ -20,6 +24,42 @@ timeout = 0 if worker_class == "gthread" else 30  # streams stay open as long as
 graceful_timeout = 10
 accesslog = "-"
 
+# Every API process counts its metrics in files of this directory, and /metrics adds them all up
+# (prometheus_client's multiprocess mode, api/telemetry.py). prometheus_client reads the variable
+# when the app first imports it, in each process gunicorn forks from here. A directory given is
+# emptied: counts left by an earlier run would be added to this one's.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="torchweave-api-")
+for _stale in Path(_metrics_dir).glob("*.db"):
+    _stale.unlink()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def _log_config(log_format: str) -> dict[str, Any]:
+    """gunicorn's own lines, the access log and the app's, all in LOG_FORMAT with the request id."""
+    text = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s%(request_suffix)s"
+    line = {"()": "shared.logs.JsonFormatter"} if log_format == "json" else {"format": text}
+    access = line if log_format == "json" else {"format": "%(message)s%(request_suffix)s"}
+
+    def handler(formatter: str) -> dict[str, Any]:
+        return {"class": "logging.StreamHandler", "formatter": formatter, "filters": ["request_id"],
+                "stream": "ext://sys.stdout"}  # fmt: skip
+
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "shared.logs.RequestIdFilter"}},
+        "formatters": {"line": line, "access": access},
+        "handlers": {"console": handler("line"), "access": handler("access")},
+        "root": {"level": "INFO", "handlers": ["console"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+        },
+    }
+
+
+logconfig_dict = _log_config(_s.log_format)  # names shared/logs.py's filter and formatter by path
+
 
 def post_worker_init(worker: object) -> None:
     """Keep the garbage collector's full passes short: they stalled every open stream at once.
@@ -30,3 +70,20 @@ def post_worker_init(worker: object) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 1000)
+
+
+def when_ready(server: object) -> None:
+    """The master imported the app's modules (for its worker class) and so opened a streams-open gauge
+    of its own; it relays nothing, so that series leaves /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid())
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """A dead process's live gauges (streams open) leave /metrics; its counters stay in the totals."""
+    # Imported here, never at the top: a prometheus_client the master loaded before the variable was
+    # set would be inherited by every forked process, counting in memory instead of in the files.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -44,6 +44,8 @@ STATUS_WORDS = {
     503: "a dependency (Redis, a worker, the Hub) is unavailable",
     504: "did not finish in time",
 }
+# Prometheus's scrape endpoint: text for Prometheus, not an API for clients (README, Monitoring).
+NOT_IN_THE_DOCUMENT = {"telemetry.metrics"}
 
 
 class UndocumentedRoute(RuntimeError):
@@ -52,7 +54,11 @@ class UndocumentedRoute(RuntimeError):
 
 def documented_rules(app: Flask) -> list[Rule]:
     """The URL rules the document must cover: all but static files and Swagger UI's own files."""
-    return [rule for rule in app.url_map.iter_rules() if not is_static_endpoint(rule.endpoint)]
+    return [
+        rule
+        for rule in app.url_map.iter_rules()
+        if not is_static_endpoint(rule.endpoint) and rule.endpoint not in NOT_IN_THE_DOCUMENT
+    ]
 
 
 def openapi_path(rule: Rule) -> str:

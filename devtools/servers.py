@@ -65,8 +65,11 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str, proc: Proce
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}\n{tail}")
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Process:
-    """A Celery worker process on the env's MODEL; returns once its heartbeat is in Redis."""
+def start_worker(
+    env: dict[str, str], log_dir: Path, name: str = "worker", log_level: str = "warning"
+) -> Process:
+    """A Celery worker process on the env's MODEL, logging from log_level up; returns once its heartbeat
+    is in Redis."""
     settings = settings_from_env(env)
     r = bus.connect(settings.redis_url, settings.redis_tls_verify)
     before = {w.worker_id for w in fleet.list_workers(r)}
@@ -76,7 +79,7 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Pr
         "workers.celery_app",
         "worker",
         "-l",
-        "warning",
+        log_level,
         "--hostname",
         f"{name}-{os.getpid()}@%h",
         "--without-mingle",
@@ -90,6 +93,20 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Pr
         proc,
     )
     return proc
+
+
+def start_exporter(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
+    """The metrics exporter (monitoring/exporter.py) on a free loopback port; returns once it answers,
+    with its /metrics URL."""
+    port = free_port()
+    env = {**env, "HOST": "127.0.0.1", "METRICS_PORT": str(port)}
+    proc = Process(f"exporter-{port}", [sys.executable, "-m", "monitoring.exporter"], env, log_dir)
+    url = f"http://127.0.0.1:{port}/metrics"
+    headers = {"Authorization": f"Bearer {env['METRICS_TOKEN']}"} if env.get("METRICS_TOKEN") else {}
+    wait_for(
+        lambda: requests.get(url, headers=headers, timeout=2).status_code == 200, 30, "the exporter", proc
+    )
+    return proc, url
 
 
 def start_api(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:

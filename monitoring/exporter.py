@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from monitoring.collector import RedisStateCollector
-from shared import bus
+from monitoring.request_metrics import RequestMetricsCollector
+from shared import bus, logs
 from shared.settings import check_exposure, get_settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,17 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def classic_text(app: WsgiApp) -> WsgiApp:
+    """The app answering every scrape in Prometheus's classic text format. prometheus_client 0.26 writes
+    OpenMetrics (what Prometheus asks for first) with the colons of vLLM's names turned into underscores
+    (vllm_time_to_first_token_seconds), which would break every vLLM dashboard; the text format keeps them."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return app({**environ, "HTTP_ACCEPT": "text/plain; version=0.0.4"}, start_response)
+
+    return wrapped
 
 
 def require_token(app: WsgiApp, token: str) -> WsgiApp:
@@ -45,12 +57,14 @@ def require_token(app: WsgiApp, token: str) -> WsgiApp:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO)
     s = get_settings()
+    logs.configure(s.log_format)
     check_exposure(s, "metrics")
+    client = bus.connect(s.redis_url, s.redis_tls_verify)
     registry = CollectorRegistry()
-    registry.register(RedisStateCollector(bus.connect(s.redis_url, s.redis_tls_verify), s.model))
-    app = require_token(make_wsgi_app(registry), s.metrics_token)
+    registry.register(RedisStateCollector(client, s.model))
+    registry.register(RequestMetricsCollector(client, s.model))
+    app = require_token(classic_text(make_wsgi_app(registry)), s.metrics_token)
     server = make_server(s.host, s.metrics_port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     log.info("metrics on http://%s:%d/metrics", s.host, s.metrics_port)
     threading.Thread(target=server.serve_forever, daemon=True).start()

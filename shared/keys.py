@@ -10,6 +10,7 @@ LEASES = f"{PREFIX}:leases"  # sorted set: request id -> when its worker's lease
 DISPATCH = f"{PREFIX}:dispatch"  # sorted set: queued request id -> when its task was last enqueued
 MODELS = f"{PREFIX}:models"  # set: every model name a load was asked for or a worker serves
 MODEL_EVENTS = f"{PREFIX}:model_events"  # stream: ModelState changes, for GET /v1/models/events
+METRICS = f"{PREFIX}:metrics"  # hash: request counters and histogram buckets (shared/metrics.py)
 API_KEYS = f"{PREFIX}:apikeys"  # hash: key id -> the SHA-256 of its secret (for listing and revoking)
 LOAD_MODEL_COMMAND = "tw_load_model"  # Celery remote-control commands the workers register
 UNLOAD_MODEL_COMMAND = "tw_unload_model"
@@ -90,3 +91,8 @@ def rate_key(key_id: str, kind: str, window: int) -> str:
 def model_state_key(model: str) -> str:
     """Hash of one model's state on each worker: worker id -> ModelState JSON."""
     return f"{PREFIX}:model:{model}"
+
+
+def metrics_once_key(flush_id: str) -> str:
+    """String set by one flush of metrics (expires): the same writes applied again add nothing."""
+    return f"{PREFIX}:metrics:once:{flush_id}"

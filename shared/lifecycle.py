@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from shared import bus, keys, ratelimit, timeline
+from shared import bus, keys, metrics, ratelimit, timeline
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
 from shared.scripts import FAIL_FN, FINAL, run_script
 
@@ -159,8 +159,10 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
     if result in ("queued", "running"):
         pipe = r.pipeline(transaction=False)
         timeline.record(pipe, rid, "cancel_asked", ttl_s, was=result)
-        if result == "queued" and request.charge is not None:
-            ratelimit.refund(pipe, request.charge, used_tokens=0)
+        if result == "queued":
+            metrics.count_ended_unrun(pipe, request.model, "", FinishReason.CANCELLED.value)
+            if request.charge is not None:
+                ratelimit.refund(pipe, request.charge, used_tokens=0)
         pipe.execute()
     return result
 

@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     )
     session_ttl_s: int = _env("SESSION_TTL", 43200, "how long a browser session (cookie) lasts", ge=60)
     web_concurrency: int = _env("WEB_CONCURRENCY", 1, "API processes (gunicorn workers)", ge=1)
+    log_format: Literal["text", "json"] = _env("LOG_FORMAT", "text", "json: one JSON object per log line")
     worker_alive_file: str = _env("WORKER_ALIVE_FILE", "", "a file the engine loop touches (healthchecks)")
 
     @field_validator("trusted_models", "cors_origins", mode="before")

@@ -9,9 +9,12 @@ engine live in workers/control.py (both imported by `include`).
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
+from celery import Celery, signals
 from kombu import Queue
 
+from shared import logs
 from shared.broker_options import broker_options, broker_tls
 from shared.keys import GENERATE_TASK, queue_name
 from shared.messages import GenerationRequest
@@ -45,7 +48,16 @@ app.conf.update(
 )
 
 
+@signals.setup_logging.connect
+def _setup_logging(loglevel: int | None = None, **_: Any) -> None:
+    """Celery leaves logging to us: LOG_FORMAT lines, each carrying its request id (shared/logs.py)."""
+    logs.configure(settings.log_format, loglevel or "INFO")
+
+
 def enqueue(request: GenerationRequest) -> None:
-    """Put a requeued request's task back on its model's queue, first in line: it had started."""
+    """Put a requeued request's task back on its model's queue, first in line: it had started.
+
+    The task keeps the request id as its id, run after run: Flower merges a task's events by id, so
+    its page stays the request's page, ending in the state of the run that finished it."""
     rid = request.request_id
     app.send_task(GENERATE_TASK, args=[rid], task_id=rid, queue=queue_name(request.model), priority=0)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared import bus, lifecycle, timeline
+from shared import bus, lifecycle, logs, metrics, timeline
 from shared.messages import FinishReason, GenerationRequest, Usage
 from shared.redact import redact
 from shared.settings import Settings
@@ -111,6 +111,8 @@ class EngineLoop:
             return
         self._active[active.request_id] = active
         active.admitted_at = time.time()
+        log.info("admitted %s (%d prompt tokens, %d resumed)", active.request_id, len(active.prompt_ids),
+                 len(active.prior_ids), extra=logs.about(active.request_id))  # fmt: skip
         self._admitted.append((active, self.engine.stats.num_steps + 1))
 
     def hand_back_all(self) -> None:
@@ -131,7 +133,9 @@ class EngineLoop:
                 with contextlib.suppress(redis.RedisError):
                     timeline.record(self.redis, active.request_id, "requeued", self.settings.stream_ttl_s,
                                     reason="handed back", worker=self.worker_id)  # fmt: skip
-            log.info("handed %s back to the queue (%s)", active.request_id, result)
+                    metrics.count_requeue(self.redis, active.request.model, self.worker_id, "handed_back")
+            log.info("handed %s back to the queue (%s)", active.request_id, result,
+                     extra=logs.about(active.request_id))  # fmt: skip
             active.done.set()
 
     # --- a step's results ---
@@ -148,6 +152,7 @@ class EngineLoop:
         ended = [a for out in outputs if (a := self._record(writes, out, step_started, now)) is not None]
         ended_ids = {a.request_id for a in ended}
         running = [rid for rid in self._active if rid not in ended_ids]
+        writes.queue_metrics()  # before the check: its reply must stay the last
         writes.check_running(running)
         replies = writes.apply(self.redis, self.keep_trying)
         for active in ended:
@@ -178,6 +183,7 @@ class EngineLoop:
             active.prompt_logprobs = [self.token_text.prompt_logprob(p) for p in out.prompt_logprobs]
         piece = ""
         if out.token_id is not None:  # None: zero new tokens were asked for; the prompt is done
+            writes.token(active, now)
             active.pending_ids.append(out.token_id)
             if out.logprob is not None:
                 active.pending_logprobs.append(self.token_text.logprob(out.token_id, out))
@@ -231,7 +237,8 @@ class EngineLoop:
     def _drop(self, active: ActiveRequest) -> None:
         """Stop generating for a request whose record is gone (expired, or lost with Redis's data):
         nobody can read what it would write, so nothing is written but the cleanup."""
-        log.warning("request %s: its record is gone; generation stops", active.request_id)
+        log.warning("request %s: its record is gone; generation stops", active.request_id,
+                    extra=logs.about(active.request_id))  # fmt: skip
         self.engine.abort(active.request_id)
         writes = self._writes()
         writes.forget(active)

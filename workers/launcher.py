@@ -23,6 +23,8 @@ from types import FrameType
 # Imported here, before any fork, so that every worker starts from them already loaded.
 import workers.control
 import workers.tasks  # noqa: F401 - torch, transformers and the engine come with it
+from shared import logs
+from shared.settings import get_settings
 from workers.celery_app import app
 
 log = logging.getLogger("workers.launcher")
@@ -100,7 +102,7 @@ class Launcher:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s/launcher] %(message)s")
+    logs.configure(get_settings().log_format)
     return Launcher(sys.argv[1:]).run()
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import redis
 
-from shared import admission, bus, keys, lifecycle, timeline
-from shared.messages import GenerationRequest
+from shared import admission, bus, keys, lifecycle, logs, metrics, timeline
+from shared.messages import FinishReason, GenerationRequest
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,15 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
         result = lifecycle.requeue(
             r, stored.request, holder=None, max_attempts=settings.max_attempts, ttl_s=settings.stream_ttl_s
         )
+        lost = stored.state.worker_id
         if result == "requeued":
             enqueue(stored.request)
+            metrics.count_requeue(r, stored.request.model, lost or "", "worker_lost")
+        elif result == "failed":
+            metrics.count_ended_unrun(r, stored.request.model, lost or "", FinishReason.ERROR.value)
         if result != "skipped":
-            lost = stored.state.worker_id
             timeline.record(r, rid, result, settings.stream_ttl_s, reason="its worker stopped", worker=lost)
-            log.warning("request %s lost its worker: %s", rid, result)
+            log.warning("request %s lost its worker: %s", rid, result, extra=logs.about(rid))
             handled.append(rid)
     for rid in admission.stale_dispatches(r, settings.redispatch_after_s):
         stored = bus.load_request(r, rid)
@@ -49,7 +52,9 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
                 "request %s still queued after %.0f s: its task is sent again",
                 rid,
                 settings.redispatch_after_s,
+                extra=logs.about(rid),
             )
             enqueue(stored.request)
+            metrics.count_requeue(r, stored.request.model, "", "redispatched")
             handled.append(rid)
     return handled

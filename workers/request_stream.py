@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
-from shared import bus, fleet, lifecycle, ratelimit, timeline
+from shared import bus, fleet, lifecycle, logs, metrics, ratelimit, timeline
 from shared.messages import (
     DoneEvent,
     ErrorEvent,
@@ -51,6 +52,8 @@ class ActiveRequest:
     prompt_logprobs: list[PromptTokenLogprob] | None = None  # sent with the next event, once
     is_started: bool = False
     admitted_at: float = 0.0
+    first_token_at: float | None = None  # on this worker (None for a request resumed here)
+    last_token_at: float | None = None  # for inter-token latency; None until a token came here
 
     @property
     def request_id(self) -> str:
@@ -70,6 +73,12 @@ class StreamWrites:
         self.ttl_s = ttl_s
         self.retried = False  # Redis failed at least once meanwhile: it may have lost earlier writes
         self._writes = Writes()
+        self.tally = metrics.Tally()  # this round trip's metrics, added in the same round trip
+        self._flush_id = uuid.uuid4().hex
+        self._is_tally_queued = False
+
+    def labels(self, active: ActiveRequest) -> dict[str, str]:
+        return {"model_name": active.request.model, "worker": self.worker_id}
 
     def admitted(self, active: ActiveRequest, step: int) -> None:
         """The request joined the batch at engine step `step` (a timeline step only)."""
@@ -80,6 +89,11 @@ class StreamWrites:
     def start(self, active: ActiveRequest, started_at: float, first_token_at: float) -> None:
         """The request is running here and has its first token."""
         active.is_started = True
+        active.first_token_at = first_token_at
+        created, labels = active.request.created_at, self.labels(active)
+        self.tally.observe(metrics.TTFT, labels, first_token_at - created)
+        self.tally.observe(metrics.QUEUE, labels, max(0.0, active.admitted_at - created))
+        self.tally.observe(metrics.PREFILL, labels, max(0.0, first_token_at - active.admitted_at))
         state = RequestState(
             status=RequestStatus.RUNNING,
             worker_id=self.worker_id,
@@ -92,6 +106,12 @@ class StreamWrites:
         self._writes.add(timeline.record, active.request_id, "first_token", self.ttl_s, worker=self.worker_id,
                          ttft_s=round(ttft, 6))  # fmt: skip
         self._writes.add(fleet.note_ttft, active.request.model, ttft)
+
+    def token(self, active: ActiveRequest, now: float) -> None:
+        """A new token came out of this step: the time since the previous one is an inter-token latency."""
+        if active.last_token_at is not None:
+            self.tally.observe(metrics.ITL, self.labels(active), now - active.last_token_at)
+        active.last_token_at = now
 
     def text(self, active: ActiveRequest, piece: str) -> None:
         """A token event with `piece` and the tokens it completes (nothing when the piece is empty, unless
@@ -145,9 +165,23 @@ class StreamWrites:
                          finish_reason=reason.value, error=error, tokens=usage.completion_tokens)  # fmt: skip
         self._writes.add(bus.expire_request, rid, self.ttl_s)
         self._writes.add(lifecycle.release, rid)
+        log.info("%s ended here: %s, %d tokens", rid, reason.value, usage.completion_tokens,
+                 extra=logs.about(rid))  # fmt: skip
+        labels = self.labels(active)
+        self.tally.observe(metrics.E2E, labels, now - active.request.created_at)
+        self.tally.observe(metrics.DECODE, labels, now - (active.first_token_at or active.admitted_at or now))
+        self.tally.count(metrics.SUCCESS, {**labels, "finished_reason": reason.value})
+        self.tally.count(metrics.PROMPT_TOKENS, labels, usage.prompt_tokens)
+        self.tally.count(metrics.GENERATION_TOKENS, labels, usage.completion_tokens)
         if active.request.charge is not None:  # give back what its key reserved and it did not use
             used = usage.prompt_tokens + usage.completion_tokens
             self._writes.add(ratelimit.refund, active.request.charge, used)
+
+    def queue_metrics(self) -> None:
+        """Queue this round trip's metrics (once; observations after this are not sent)."""
+        if self.tally and not self._is_tally_queued:
+            self._is_tally_queued = True
+            self._writes.add(self.tally.flush, once=f"{self.worker_id}:{self._flush_id}")
 
     def check_running(self, request_ids: list[str]) -> None:
         """Check these running requests in the same round trip: the last reply lists, per id, "gone",
@@ -162,6 +196,7 @@ class StreamWrites:
 
     def apply(self, client: redis.Redis, keep_trying: Callable[[], bool]) -> list[object]:
         """Apply every write, waiting out a Redis outage while keep_trying() says so; replies in order."""
+        self.queue_metrics()
         while True:
             try:
                 return self._writes.execute(client)

@@ -59,4 +59,6 @@ def worker_info(
         prefix_cache_queries=engine.blocks.num_prefix_queries,
         prefix_cache_hits=engine.blocks.num_prefix_hits,
         preemptions=engine.scheduler.num_preemptions,
+        num_running=len(engine.scheduler.running),
+        num_waiting=len(engine.scheduler.waiting),
     )

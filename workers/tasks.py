@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery.exceptions import Reject
 
+from shared import logs
 from shared.keys import GENERATE_NOBATCH_TASK, GENERATE_TASK
 from workers import control
 from workers.celery_app import app
@@ -22,13 +23,15 @@ def engine_service() -> EngineService:
 @app.task(name=GENERATE_TASK)
 def generate(request_id: str) -> None:
     """Generate a stored request in the continuous batch; its tokens stream to Redis as they come."""
-    try:
-        engine_service().run(request_id)
-    except (WrongModel, GiveBack) as exc:
-        raise Reject(str(exc), requeue=True) from None
+    with logs.bound(request_id):
+        try:
+            engine_service().run(request_id)
+        except (WrongModel, GiveBack) as exc:
+            raise Reject(str(exc), requeue=True) from None
 
 
 @app.task(name=GENERATE_NOBATCH_TASK)
 def generate_nobatch(request_id: str) -> None:
     """Generate a stored request alone with HF generate: the baseline batching is compared against."""
-    generate_alone(engine_service(), request_id)
+    with logs.bound(request_id):
+        generate_alone(engine_service(), request_id)

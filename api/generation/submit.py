@@ -3,6 +3,7 @@ then admit every request of a submission at once (or none) and enqueue their ids
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from api.generation import charges
 from api.generation.limits import Choice, check_context
 from api.generation.schemas import SubmitBody
 from api.models import catalog
-from shared import admission, fleet, keys, timeline
+from shared import admission, fleet, keys, logs, timeline
 from shared.messages import GenerationRequest, WorkerInfo
+
+log = logging.getLogger(__name__)
 
 
 def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
@@ -124,6 +127,10 @@ def enqueue(submission: Submission, task_name: str = keys.GENERATE_TASK) -> list
             queue=keys.queue_name(model),
             priority=priority,
         )
+        log.info("queued %s for %s (priority %d)", gen.request_id, model, priority,
+                 extra=logs.about(gen.request_id))  # fmt: skip
+    if len(gens) == 1:  # the rest of this HTTP request's lines (the access log's too) are about it
+        logs.current_request_id.set(gens[0].request_id)
     return gens
 
 

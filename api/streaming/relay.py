@@ -21,6 +21,7 @@ from flask import Response
 from api.generation.queue import queue_info
 from api.streaming import sse
 from api.streaming.fanout import StreamFanout, Tagged
+from api.telemetry import RELAY_LAG, STREAMS_OPEN
 from shared import bus, lifecycle, timeline
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 from shared.settings import Settings
@@ -51,6 +52,7 @@ def follow_many(
     merged: queue.Queue[Tagged] = queue.Queue()
     subs = [fanout.subscribe(rid, after_index, tag, merged) for tag, rid in enumerate(request_ids)]
     open_streams = len(subs)
+    STREAMS_OPEN.inc()
     try:
         while open_streams:
             got = subs[0].get(timeout_s=IDLE_TICK_S)  # every subscription reads the same queue
@@ -58,10 +60,13 @@ def follow_many(
                 yield None
                 continue
             for tag, event in got:
+                if isinstance(event, TokenEvent) and event.at is not None:
+                    RELAY_LAG.observe(max(0.0, time.time() - event.at))
                 yield tag, event
                 if event.type != "token":
                     open_streams -= 1
     finally:
+        STREAMS_OPEN.dec()
         for sub in subs:
             fanout.unsubscribe(sub)
 

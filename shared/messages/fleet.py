@@ -45,6 +45,8 @@ class WorkerInfo(Message):
     prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache since start
     prefix_cache_hits: int = 0  # ... and of those, found
     preemptions: int = 0  # requests preempted (blocks ran out) and recomputed later, since start
+    num_running: int = 0  # requests the engine steps now
+    num_waiting: int = 0  # requests the engine holds but does not step yet (admitting, or preempted)
 
 
 class ModelLoadState(StrEnum):

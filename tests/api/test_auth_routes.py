@@ -18,6 +18,7 @@ from shared.settings import Settings
 
 ADMIN = "tw-test-admin-secret"
 PUBLIC = {
+    "/metrics",  # not an API key's business: METRICS_TOKEN guards it (tests/e2e/test_metrics.py)
     "/health",
     "/health/live",
     "/health/ready",

@@ -12,7 +12,8 @@ import requests
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from devtools.servers import start_api, start_worker
+from devtools.servers import Process, start_api, start_exporter, start_worker
+from shared import bus
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +83,37 @@ def keyed(server_env: dict[str, str], log_dir: Path) -> Iterator[KeyedCluster]:
     for proc, _ in apis:
         proc.stop()
     worker.stop()
+
+
+METRICS_TOKEN = "tw-e2e-metrics-token"
+
+
+@dataclass
+class ObservedCluster:
+    """A worker, an API of two gunicorn processes and the metrics exporter, logging JSON with METRICS_TOKEN
+    set, on a Redis database of their own (so every count in it is this cluster's)."""
+
+    url: str
+    exporter_url: str
+    env: dict[str, str]
+    worker: Process
+    api: Process
+
+
+@pytest.fixture(scope="session")
+def observed(server_env: dict[str, str], log_dir: Path) -> Iterator[ObservedCluster]:
+    env = {
+        **server_env,
+        "REDIS_URL": server_env["REDIS_URL"].rsplit("/", 1)[0] + "/14",
+        "WEB_CONCURRENCY": "2",
+        "LOG_FORMAT": "json",
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "MAX_BATCH": "4",
+    }
+    bus.connect(env["REDIS_URL"]).flushdb()  # a REDIS_URL given from outside may hold an earlier run's
+    worker = start_worker(env, log_dir, "observed-worker", log_level="info")
+    api, url = start_api(env, log_dir)
+    exporter, exporter_url = start_exporter(env, log_dir)
+    yield ObservedCluster(url, exporter_url, env, worker, api)
+    for proc in (exporter, api, worker):
+        proc.stop()

@@ -15,9 +15,13 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry, generate_latest
 
 from devtools.clients import indexed, read_sse, stream_text, submit
+from devtools.scrape import Sample, parse, total
 from devtools.servers import Process, start_api, start_worker, wait_for
+from monitoring.request_metrics import RequestMetricsCollector
+from shared import bus
 from tests.e2e.conftest import greedy_text
 from tests.e2e.test_streams import read_first
 
@@ -53,10 +57,19 @@ def pid_of(worker_id: str) -> int:
     return int(worker_id.rsplit("-", 1)[1])
 
 
+def worker_metrics(redis_url: str) -> list[Sample]:
+    """What the exporter serves of the request metrics on this Redis (its collector, in-process)."""
+    registry = CollectorRegistry()
+    registry.register(RequestMetricsCollector(bus.connect(redis_url), "torchweave-tiny"))
+    return parse(generate_latest(registry).decode())
+
+
 def test_sigkill_mid_generation_continues_on_the_other_worker(
     cluster: tuple[str, dict[str, Process]], reference: Any, server_env: dict[str, str], log_dir: Path
 ) -> None:
     url, workers = cluster
+    redis_url = server_env["REDIS_URL"].rsplit("/", 1)[0] + "/2"
+    before = worker_metrics(redis_url)
     subs = [submit(url, prompt=p, max_new_tokens=MAX_NEW, temperature=0, ignore_eos=True) for p in PROMPTS]
     head, _ = read_first(subs[0]["stream_url"], 5)
     victim_id = worker_of(url, subs[0]["id"])
@@ -79,15 +92,25 @@ def test_sigkill_mid_generation_continues_on_the_other_worker(
         assert status["status"] == "finished" and status["worker_id"] != victim_id
     victim.stop()
     workers[victim.name] = start_worker(
-        {
-            **server_env,
-            "REDIS_URL": server_env["REDIS_URL"].rsplit("/", 1)[0] + "/2",
-            "DRAIN_TIMEOUT": "1",
-            "MAX_BATCH": "4",
-        },
-        log_dir,
-        victim.name,
+        {**server_env, "REDIS_URL": redis_url, "DRAIN_TIMEOUT": "1", "MAX_BATCH": "4"}, log_dir, victim.name
     )
+    # The metrics live in Redis, not in the workers: after the kill and the restart they add up to
+    # exactly what the clients were sent, each request counted once, whichever worker ended it.
+    after = worker_metrics(redis_url)
+
+    def gained(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    dones = [events[-1].data["usage"] for events in streams]
+    assert gained("vllm:generation_tokens_total") == sum(u["completion_tokens"] for u in dones) == 4 * MAX_NEW
+    assert gained("vllm:prompt_tokens_total") == sum(u["prompt_tokens"] for u in dones)
+    assert gained("vllm:request_success_total", finished_reason="length") == len(PROMPTS)
+    assert gained("vllm:request_success_total") == len(PROMPTS)
+    assert gained("vllm:time_to_first_token_seconds_count") == len(PROMPTS)
+    assert gained("vllm:e2e_request_latency_seconds_count") == len(PROMPTS)
+    handed_over = gained("torchweave_requests_handed_over_total")
+    assert handed_over >= 1  # at least the request whose stream was cut
+    assert gained("torchweave_requests_requeued_total", reason="worker_lost") == handed_over
 
 
 def test_sigterm_hands_unfinished_requests_back(
