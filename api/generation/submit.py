@@ -79,6 +79,7 @@ def prepare(
             model=name,
             prompt=choice.prompt,
             messages=choice.messages,
+            prompt_ids=choice.prompt_ids,
             params=choice.params,
             created_at=now,
             cancel_on_disconnect=cancel_on_disconnect,

@@ -24,9 +24,14 @@ def completions() -> Response:
     """OpenAI completions, streaming or not; n choices per prompt."""
     req = parse_body(CompletionRequest)
     prompts = req.prompts()
-    choices = [Choice(req.sampling(i), prompt=p) for p in prompts for i in range(req.n)]
+    choices = [
+        Choice(req.sampling(i), prompt=p) if isinstance(p, str) else Choice(req.sampling(i), prompt_ids=p)
+        for p in prompts
+        for i in range(req.n)
+    ]
     gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
-    return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts)).respond()
+    echoed = [p if isinstance(p, str) else None for p in prompts for _ in range(req.n)] if req.echo else None
+    return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts), echoed=echoed).respond()
 
 
 @bp.post("/chat/completions")
