@@ -19,6 +19,11 @@ def prompt_ids(tokenizer: Any, request: GenerationRequest) -> list[int]:
     messages = [m.for_template() for m in request.messages]
     template = None if getattr(tokenizer, "chat_template", None) else FALLBACK_TEMPLATE
     rendered = tokenizer.apply_chat_template(
-        messages, chat_template=template, add_generation_prompt=True, tokenize=True, return_dict=False
+        messages,
+        tools=request.tools,
+        chat_template=template,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
     )
     return list(rendered)

@@ -4,6 +4,7 @@ template included) with it. Returns what the generation may use at most, for its
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from api import context
 from api.errors import ApiError
@@ -19,6 +20,7 @@ class Choice:
     prompt: str = ""
     messages: list[ChatMessage] | None = None
     prompt_ids: list[int] | None = None
+    tools: list[dict[str, Any]] | None = None  # for the chat template
 
 
 def context_of(model: str, workers: list[WorkerInfo]) -> int | None:
@@ -46,7 +48,7 @@ def check_context(model: str, choice: Choice, workers: list[WorkerInfo]) -> int:
         if counter is not None:
             check_token_ids(choice.prompt_ids, counter.vocab_size)
     elif counter is not None:
-        n_prompt = counter.count_chat(messages) if messages else counter.count(choice.prompt)
+        n_prompt = counter.count_chat(messages, choice.tools) if messages else counter.count(choice.prompt)
     most = max_new_tokens + (n_prompt if n_prompt is not None else estimate(choice))
     max_len = context_of(model, workers)
     if max_len is None:

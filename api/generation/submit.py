@@ -80,6 +80,7 @@ def prepare(
             prompt=choice.prompt,
             messages=choice.messages,
             prompt_ids=choice.prompt_ids,
+            tools=choice.tools,
             params=choice.params,
             created_at=now,
             cancel_on_disconnect=cancel_on_disconnect,

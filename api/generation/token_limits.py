@@ -77,14 +77,19 @@ class PromptCounter:
         text: str = self.tokenizer.decode(token_ids, skip_special_tokens=False)
         return text
 
-    def count_chat(self, messages: list[ChatMessage]) -> int | None:
+    def count_chat(
+        self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
         """Tokens the worker prefills for chat messages: the rendered template, no special tokens added;
         None when the template does not render here (the worker then checks)."""
-        ids = self.encode_chat(messages)
+        ids = self.encode_chat(messages, tools=tools)
         return None if ids is None else len(ids)
 
     def encode_chat(
-        self, messages: list[ChatMessage], add_generation_prompt: bool = True
+        self,
+        messages: list[ChatMessage],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
     ) -> list[int] | None:
         """Chat messages' token ids as the worker prefills them; None when the template does not render
         here."""
@@ -94,6 +99,7 @@ class PromptCounter:
             rendered = self.template.render(
                 messages=[m.for_template() for m in messages],
                 add_generation_prompt=add_generation_prompt,
+                tools=tools,
                 **self.special,
             )
         except (TemplateError, ValueError):

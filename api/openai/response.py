@@ -13,6 +13,7 @@ from api import context
 from api.errors import ApiError
 from api.openai.format import Choice, chat_logprobs, completion_logprobs, echoed_text, finish_reason, usage
 from api.openai.schemas import ChatCompletionRequest, CompletionRequest
+from api.openai.tools import parse_output
 from api.streaming import sse
 from api.streaming.relay import follow_many
 from shared import lifecycle
@@ -33,6 +34,7 @@ class OpenAIResponse:
         """`echoed`: with echo, each choice's prompt text (None for one given as token ids)."""
         self.req, self.gens, self.chat, self.num_prompts = req, gens, chat, num_prompts
         self.echoed = echoed
+        self.tool_mode = req.tool_mode if isinstance(req, ChatCompletionRequest) else "none"
         self.id = ("chatcmpl-" if chat else "cmpl-") + gens[0].request_id
         self.created = int(gens[0].created_at)
         self.choices = [Choice() for _ in gens]
@@ -84,13 +86,9 @@ class OpenAIResponse:
         for i, c in enumerate(self.choices):
             if self.chat:
                 logprobs = chat_logprobs(c.logprobs) if self.wants_logprobs else None
+                message, reason = self._message(c)
                 choices.append(
-                    {
-                        "index": i,
-                        "message": {"role": "assistant", "content": c.text},
-                        "logprobs": logprobs,
-                        "finish_reason": c.finish_reason,
-                    }
+                    {"index": i, "message": message, "logprobs": logprobs, "finish_reason": reason}
                 )
             else:
                 text, logprobs = self._echo(i, c) + c.text, None
@@ -108,6 +106,28 @@ class OpenAIResponse:
             "choices": choices,
             "usage": usage(self.choices, self.num_prompts),
         }
+
+    def _message(self, choice: Choice) -> tuple[dict[str, Any], str | None]:
+        """A chat choice's message (its tool calls parsed out, when tools may be called) and finish reason."""
+        if self.tool_mode == "none":
+            return {"role": "assistant", "content": choice.text}, choice.finish_reason
+        assert isinstance(self.req, ChatCompletionRequest)
+        parsed = parse_output(choice.text, self.tool_mode, self.req.tool_choice)
+        if not parsed.tool_calls:
+            return {"role": "assistant", "content": parsed.content}, choice.finish_reason
+        reason = "tool_calls" if choice.finish_reason == "stop" else choice.finish_reason
+        return {"role": "assistant", "content": parsed.content, "tool_calls": parsed.tool_calls}, reason
+
+    def _tool_chunk(self, tag: int, choice: Choice) -> dict[str, Any]:
+        """With tools, a streamed chat choice comes whole in one chunk at its end (its calls parsed)."""
+        message, reason = self._message(choice)
+        calls = [{"index": k, **call} for k, call in enumerate(message.get("tool_calls", []))]
+        delta = {
+            "role": "assistant",
+            "content": message["content"],
+            **({"tool_calls": calls} if calls else {}),
+        }
+        return {"index": tag, "delta": delta, "logprobs": None, "finish_reason": reason}
 
     def _echo(self, tag: int, choice: Choice) -> str:
         """The prompt text that comes before a choice's completion (empty without echo)."""
@@ -152,6 +172,10 @@ class OpenAIResponse:
             yield sse.comment("stream open")
             for tag, event in self._events():
                 choice = self._record(tag, event)
+                if self.tool_mode != "none":
+                    if event.type == "done":
+                        yield self._chunk([self._tool_chunk(tag, choice)])
+                    continue
                 yield self._chunk([self._choice_chunk(tag, event, choice, first=not started[tag])])
                 started[tag] = True
             if self.req.include_usage:

@@ -43,7 +43,7 @@ class ResponseFormat(BaseModel):
         try:
             grammar = LLMatcher.grammar_from_json_schema(json.dumps(schema))
             is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar)
-        except (ValueError, TypeError, RuntimeError) as exc:
+        except Exception as exc:  # llguidance raises its own kinds for schemas it cannot read
             is_error, messages = True, [str(exc)]
         if is_error:
             raise ApiError(

@@ -39,7 +39,7 @@ def completions() -> Response:
 def chat_completions() -> Response:
     """OpenAI chat completions, streaming or not; messages rendered with the model's chat template."""
     req = parse_body(ChatCompletionRequest)
-    messages = [m.to_message() for m in req.messages]
-    choices = [Choice(req.sampling(i), messages=messages) for i in range(req.n)]
+    messages, tools = [m.to_message() for m in req.messages], req.template_tools()
+    choices = [Choice(req.sampling(i), messages=messages, tools=tools) for i in range(req.n)]
     gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
     return OpenAIResponse(req, gens, chat=True, num_prompts=1).respond()

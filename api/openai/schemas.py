@@ -16,6 +16,7 @@ from api.errors import ApiError
 from api.openai.chat_messages import ChatMessageIn
 from api.openai.neutral import drop_neutral, not_supported, without_nulls
 from api.openai.response_format import ResponseFormat
+from api.openai.tools import ToolChoice, ToolMode, ToolSpec, output_schema, tool_mode
 from shared.messages import SamplingParams
 
 _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -100,8 +101,12 @@ class _OpenAIRequest(BaseModel):
             presence_penalty=self.presence_penalty or 0.0,
             logit_bias=self.logit_bias or {},  # type: ignore[arg-type]  # its keys are checked there
             prompt_logprobs=self.num_prompt_logprobs(),
-            json_schema=self.response_format.checked_schema() if self.response_format else None,
+            json_schema=self.output_schema(),
         )
+
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON schema the output is held to, if any."""
+        return self.response_format.checked_schema() if self.response_format else None
 
 
 class CompletionRequest(_OpenAIRequest):
@@ -173,17 +178,35 @@ class ChatCompletionRequest(_OpenAIRequest):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[dict[str, Any]] | None = Field(default=None, description='only with tool_choice "none"')
-    tool_choice: Any = None
+    tools: list[ToolSpec] | None = Field(default=None, max_length=128)
+    tool_choice: ToolChoice | None = Field(
+        default=None, description='"none", "auto" (default), "required" or a name'
+    )
 
     DEFAULT_MAX_TOKENS: ClassVar[int] = 512
 
     @model_validator(mode="after")
-    def _no_tool_calls(self) -> ChatCompletionRequest:
-        # Tools the model may not call change nothing; calling them is not implemented.
-        if self.tool_choice not in (None, "none", "auto") or (self.tools and self.tool_choice != "none"):
-            raise not_supported("tools", None, ' (tool calling; tools are accepted with tool_choice "none")')
+    def _one_output_rule(self) -> ChatCompletionRequest:
+        held = self.tool_mode in ("named", "required")
+        if held and self.response_format is not None and self.response_format.type != "text":
+            raise not_supported(
+                "response_format", self.response_format.type, f" with tool_choice {self.tool_mode!r}"
+            )
         return self
+
+    @property
+    def tool_mode(self) -> ToolMode:
+        return tool_mode(self.tools, self.tool_choice)
+
+    def template_tools(self) -> list[dict[str, Any]] | None:
+        """The tools as the chat template takes them (none when the model may not call them)."""
+        if self.tool_mode == "none" or not self.tools:
+            return None
+        return [t.model_dump(exclude_none=True) for t in self.tools]
+
+    def output_schema(self) -> dict[str, Any] | None:
+        schema = output_schema(self.tool_mode, self.tools or [], self.tool_choice)
+        return schema if schema is not None else super().output_schema()
 
     def num_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None

@@ -98,6 +98,7 @@ class GenerationRequest(Message):
     prompt: str = ""
     messages: list[ChatMessage] | None = None
     prompt_ids: list[int] | None = None  # a prompt given as token ids
+    tools: list[dict[str, Any]] | None = None  # for the chat template, in OpenAI's shape (tool calling)
     params: SamplingParams
     created_at: float
     cancel_on_disconnect: bool = False  # cancel when a subscriber of its stream disconnects

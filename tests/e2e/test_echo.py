@@ -47,7 +47,9 @@ def test_echo_logprobs_equal_a_direct_forward_pass(client: openai.OpenAI, refere
             and resp.usage.prompt_tokens == len(ids)
             and resp.usage.completion_tokens == 0
         )
-    assert resp.choices[0].text == "".join(lp.tokens or [])  # token ids echo as their tokens' text
+    assert lp is not None and resp.choices[0].text == "".join(
+        lp.tokens or []
+    )  # token ids echo as their tokens' text
 
 
 def test_echo_with_a_token_continues_after_the_prompt(client: openai.OpenAI, reference: Any) -> None:

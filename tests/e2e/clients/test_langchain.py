@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from langchain_openai import ChatOpenAI, OpenAI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from tests.e2e.clients.conftest import MODEL
 
@@ -18,8 +18,13 @@ class Pet(BaseModel):
 @pytest.fixture(scope="module")
 def chat(live_url: str) -> ChatOpenAI:
     return ChatOpenAI(
-        model=MODEL, base_url=f"{live_url}/v1", api_key="unused", max_tokens=12, temperature=0, max_retries=0
-    )  # type: ignore[call-arg]
+        model=MODEL,
+        base_url=f"{live_url}/v1",
+        api_key=SecretStr("unused"),
+        max_tokens=12,
+        temperature=0,
+        max_retries=0,
+    )
 
 
 def test_chat_openai_invoke_and_stream(chat: ChatOpenAI) -> None:
@@ -39,8 +44,13 @@ def test_chat_openai_structured_output_through_a_json_schema(chat: ChatOpenAI) -
 
 def test_openai_completions_invoke_and_stream(live_url: str) -> None:
     llm = OpenAI(
-        model=MODEL, base_url=f"{live_url}/v1", api_key="unused", max_tokens=12, temperature=0, max_retries=0
-    )  # type: ignore[call-arg]
+        model=MODEL,
+        base_url=f"{live_url}/v1",
+        api_key=SecretStr("unused"),
+        max_tokens=12,
+        temperature=0,
+        max_retries=0,
+    )
     whole = llm.invoke("Once upon a time")
     assert isinstance(whole, str)
     assert "".join(llm.stream("Once upon a time")) == whole

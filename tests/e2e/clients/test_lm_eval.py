@@ -14,7 +14,7 @@ from lm_eval.tasks import TaskManager
 from tests.e2e.clients.conftest import MODEL
 
 TASK = "torchweave_tiny_mc"
-DOCS = [
+DOCS: list[dict[str, Any]] = [
     {"question": "The sky is", "choices": ["blue", "green"], "answer": 0},
     {"question": "Two plus two is", "choices": ["four", "five", "six"], "answer": 0},
     {"question": "Fire is", "choices": ["hot", "cold"], "answer": 0},
