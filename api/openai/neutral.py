@@ -41,11 +41,10 @@ def without_nulls(data: Any) -> Any:
     return data
 
 
-def drop_neutral(
-    data: dict[str, Any], extra: dict[str, Callable[[Any], bool]] | None = None
-) -> dict[str, Any]:
-    """The body without the neutral fields; 400 for one whose value would change something."""
-    checks = {**NEUTRAL, **(extra or {})}
+def drop_neutral(data: dict[str, Any], implemented: set[str]) -> dict[str, Any]:
+    """The body without the neutral fields (bar those the body has `implemented`); 400 for one whose value
+    would change something."""
+    checks = {k: v for k, v in NEUTRAL.items() if k not in implemented}
     kept = {}
     for key, value in data.items():
         check = checks.get(key)

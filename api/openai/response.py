@@ -112,7 +112,7 @@ class OpenAIResponse:
         if self.tool_mode == "none":
             return {"role": "assistant", "content": choice.text}, choice.finish_reason
         assert isinstance(self.req, ChatCompletionRequest)
-        parsed = parse_output(choice.text, self.tool_mode, self.req.tool_choice)
+        parsed = parse_output(choice.text, self.tool_mode, self.req.tool_choice, self.req.parallel_tool_calls)
         if not parsed.tool_calls:
             return {"role": "assistant", "content": parsed.content}, choice.finish_reason
         reason = "tool_calls" if choice.finish_reason == "stop" else choice.finish_reason

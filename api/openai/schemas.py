@@ -66,7 +66,7 @@ class _OpenAIRequest(BaseModel):
     @classmethod
     def _nulls_and_neutral_fields(cls, data: object) -> object:
         data = without_nulls(data)
-        return drop_neutral(data) if isinstance(data, dict) else data
+        return drop_neutral(data, set(cls.model_fields)) if isinstance(data, dict) else data
 
     @property
     def include_usage(self) -> bool:
@@ -179,6 +179,7 @@ class ChatCompletionRequest(_OpenAIRequest):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[ToolSpec] | None = Field(default=None, max_length=128)
+    parallel_tool_calls: bool = Field(default=True, description="false: at most one tool call")
     tool_choice: ToolChoice | None = Field(
         default=None, description='"none", "auto" (default), "required" or a name'
     )
@@ -205,7 +206,7 @@ class ChatCompletionRequest(_OpenAIRequest):
         return [t.model_dump(exclude_none=True) for t in self.tools]
 
     def output_schema(self) -> dict[str, Any] | None:
-        schema = output_schema(self.tool_mode, self.tools or [], self.tool_choice)
+        schema = output_schema(self.tool_mode, self.tools or [], self.tool_choice, self.parallel_tool_calls)
         return schema if schema is not None else super().output_schema()
 
     def num_logprobs(self) -> int | None:

@@ -67,9 +67,11 @@ def tool_mode(tools: list[ToolSpec] | None, choice: ToolChoice | None) -> ToolMo
     return choice or "auto"
 
 
-def output_schema(mode: ToolMode, tools: list[ToolSpec], choice: ToolChoice | None) -> dict[str, Any] | None:
+def output_schema(
+    mode: ToolMode, tools: list[ToolSpec], choice: ToolChoice | None, parallel: bool = True
+) -> dict[str, Any] | None:
     """The JSON schema the output is held to: a named function's parameters, or the list of calls that
-    "required" asks for; None when the model writes freely."""
+    "required" asks for (one at most unless `parallel`); None when the model writes freely."""
     if mode == "named" and isinstance(choice, NamedToolChoice):
         [tool] = [t for t in tools if t.function.name == choice.function.name]
         return tool.function.parameters
@@ -83,7 +85,12 @@ def output_schema(mode: ToolMode, tools: list[ToolSpec], choice: ToolChoice | No
             }
             for t in tools
         ]
-        return {"type": "array", "minItems": 1, "items": {"anyOf": calls}}
+        return {
+            "type": "array",
+            "minItems": 1,
+            **({} if parallel else {"maxItems": 1}),
+            "items": {"anyOf": calls},
+        }
     return None
 
 
@@ -102,9 +109,9 @@ def _call(name: str, arguments: Any) -> dict[str, Any]:
     }
 
 
-def parse_output(text: str, mode: ToolMode, choice: ToolChoice | None) -> Parsed:
+def parse_output(text: str, mode: ToolMode, choice: ToolChoice | None, parallel: bool = True) -> Parsed:
     """The message's content and tool calls from the model's text (text that does not parse, such as
-    JSON cut by max_tokens, stays content)."""
+    JSON cut by max_tokens, stays content); the first call alone unless `parallel`."""
     if mode == "named" and isinstance(choice, NamedToolChoice):
         return Parsed(None, [_call(choice.function.name, text)])
     if mode == "required":
@@ -122,6 +129,7 @@ def parse_output(text: str, mode: ToolMode, choice: ToolChoice | None) -> Parsed
             except (ValueError, TypeError, KeyError):
                 return Parsed(text, [])
         if found:
+            found = found if parallel else found[:1]
             rest = _HERMES_CALL.sub("", text).strip()
             return Parsed(rest or None, found)
     return Parsed(text, [])

@@ -57,18 +57,19 @@ def test_a_named_tool_choice_returns_a_call_whose_arguments_validate(client: ope
     jsonschema.validate(json.loads(call.function.arguments), WEATHER)
 
 
-def test_a_required_tool_choice_returns_one_or_more_valid_calls(client: openai.OpenAI) -> None:
+def test_a_required_tool_choice_without_parallel_calls_returns_one_valid_call(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
         messages=MESSAGES,
         tools=TOOLS,
         tool_choice="required",
+        parallel_tool_calls=False,
         max_tokens=300,
         seed=5,
         temperature=1.0,
     )
     calls = resp.choices[0].message.tool_calls or []
-    assert calls and resp.choices[0].finish_reason == "tool_calls"
+    assert len(calls) == 1 and resp.choices[0].finish_reason == "tool_calls", resp.choices[0]
     for call in calls:
         jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
 
