@@ -187,13 +187,14 @@ def test_logit_bias_and_penalties_steer_greedy_decoding(client: openai.OpenAI) -
 
 
 def test_continuous_usage_stats_put_usage_on_every_chunk(client: openai.OpenAI) -> None:
+    options: Any = {"include_usage": True, "continuous_usage_stats": True}  # the latter is vLLM's
     chunks = list(
         client.completions.create(
             model=MODEL,
             prompt="Count",
             max_tokens=8,
             stream=True,
-            stream_options={"include_usage": True, "continuous_usage_stats": True},
+            stream_options=options,
             extra_body={"ignore_eos": True},
         )
     )

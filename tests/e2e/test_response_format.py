@@ -4,6 +4,7 @@ schema it was given; json_object writes an object; a schema that cannot be enfor
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import jsonschema
 import openai
@@ -29,7 +30,7 @@ def client(live_url: str) -> openai.OpenAI:
 
 
 def test_json_schema_output_validates_against_the_schema(client: openai.OpenAI) -> None:
-    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA, "strict": True}}
+    fmt: Any = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA, "strict": True}}
     resp = client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "A person, please."}],
@@ -37,7 +38,7 @@ def test_json_schema_output_validates_against_the_schema(client: openai.OpenAI) 
         temperature=1.0,
         seed=3,
         n=3,
-        response_format=fmt,  # type: ignore[arg-type]
+        response_format=fmt,
     )
     for choice in resp.choices:
         assert choice.finish_reason == "stop", choice
@@ -72,10 +73,10 @@ def test_json_object_output_is_an_object_or_its_valid_beginning(client: openai.O
 
 
 def test_a_schema_that_cannot_be_enforced_is_400(client: openai.OpenAI) -> None:
-    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}
+    bad: Any = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}
     with pytest.raises(openai.BadRequestError, match=r"response_format\.json_schema"):
         client.chat.completions.create(
             model=MODEL,
             messages=[{"role": "user", "content": "x"}],
-            response_format=bad,  # type: ignore[arg-type]
+            response_format=bad,
         )

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 MODEL = "torchweave-tiny"
 WEATHER = {
@@ -71,6 +72,7 @@ def test_a_required_tool_choice_without_parallel_calls_returns_one_valid_call(cl
     calls = resp.choices[0].message.tool_calls or []
     assert len(calls) == 1 and resp.choices[0].finish_reason == "tool_calls", resp.choices[0]
     for call in calls:
+        assert isinstance(call, ChatCompletionMessageFunctionToolCall)
         jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
 
 

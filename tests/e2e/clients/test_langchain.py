@@ -21,7 +21,7 @@ def chat(live_url: str) -> ChatOpenAI:
         model=MODEL,
         base_url=f"{live_url}/v1",
         api_key=SecretStr("unused"),
-        max_tokens=12,
+        max_completion_tokens=12,
         temperature=0,
         max_retries=0,
     )
@@ -36,9 +36,15 @@ def test_chat_openai_invoke_and_stream(chat: ChatOpenAI) -> None:
     assert isinstance(penalised.content, str)
 
 
-def test_chat_openai_structured_output_through_a_json_schema(chat: ChatOpenAI) -> None:
-    structured = chat.bind(max_tokens=100).with_structured_output(Pet, method="json_schema", strict=True)
-    pet = structured.invoke("Describe a pet.")
+def test_chat_openai_structured_output_through_a_json_schema(live_url: str) -> None:
+    llm = ChatOpenAI(
+        model=MODEL,
+        base_url=f"{live_url}/v1",
+        api_key=SecretStr("unused"),
+        max_completion_tokens=100,
+        max_retries=0,
+    )
+    pet = llm.with_structured_output(Pet, method="json_schema", strict=True).invoke("Describe a pet.")
     assert isinstance(pet, Pet) and len(pet.name) <= 6 and 0 <= pet.legs <= 8
 
 
