@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
+from api.openai.response_format import checked_schema
 from shared.messages import SamplingParams
 
 
@@ -19,6 +20,8 @@ class SubmitBody(SamplingParams):
     timeout: float | None = Field(default=None, gt=0, le=86_400, description="seconds, from submission")
 
     def sampling(self) -> SamplingParams:
+        if self.json_schema is not None:
+            checked_schema(self.json_schema, param="json_schema")
         return SamplingParams.model_validate(
             self.model_dump(exclude={"prompt", "model", "cancel_on_disconnect", "timeout"})
         )

@@ -39,17 +39,21 @@ class ResponseFormat(BaseModel):
         """The JSON schema the output must follow (None: free text), checked to compile."""
         if self.type == "text":
             return None
-        schema = ANY_OBJECT if self.json_schema is None else self.json_schema.schema_
-        try:
-            grammar = LLMatcher.grammar_from_json_schema(json.dumps(schema))
-            is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar)
-        except Exception as exc:  # llguidance raises its own kinds for schemas it cannot read
-            is_error, messages = True, [str(exc)]
-        if is_error:
-            raise ApiError(
-                400,
-                f"response_format.json_schema: the schema cannot be enforced: {'; '.join(messages)[:500]}",
-                param="response_format.json_schema",
-                code="invalid_schema",
-            )
-        return schema
+        return checked_schema(ANY_OBJECT if self.json_schema is None else self.json_schema.schema_)
+
+
+def checked_schema(schema: dict[str, Any], param: str = "response_format.json_schema") -> dict[str, Any]:
+    """The schema, once llguidance has compiled it; 400 naming `param` when it cannot."""
+    try:
+        grammar = LLMatcher.grammar_from_json_schema(json.dumps(schema))
+        is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar)
+    except Exception as exc:  # llguidance raises its own kinds for schemas it cannot read
+        is_error, messages = True, [str(exc)]
+    if is_error:
+        raise ApiError(
+            400,
+            f"{param}: the schema cannot be enforced: {'; '.join(messages)[:500]}",
+            param=param,
+            code="invalid_schema",
+        )
+    return schema

@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from api.errors import ApiError
 from api.openai.chat_messages import ChatMessageIn
 from api.openai.neutral import drop_neutral, not_supported, without_nulls
-from api.openai.response_format import ResponseFormat
+from api.openai.response_format import ResponseFormat, checked_schema
 from api.openai.tools import ToolChoice, ToolMode, ToolSpec, output_schema, tool_mode
 from shared.messages import SamplingParams
 
@@ -207,7 +207,7 @@ class ChatCompletionRequest(_OpenAIRequest):
 
     def output_schema(self) -> dict[str, Any] | None:
         schema = output_schema(self.tool_mode, self.tools or [], self.tool_choice, self.parallel_tool_calls)
-        return schema if schema is not None else super().output_schema()
+        return checked_schema(schema, param="tools") if schema is not None else super().output_schema()
 
     def num_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None

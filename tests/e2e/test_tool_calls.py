@@ -104,3 +104,6 @@ def test_auto_lets_the_model_answer_in_text(client: openai.OpenAI) -> None:
     unknown: Any = {"type": "function", "function": {"name": "nope"}}
     with pytest.raises(openai.BadRequestError, match="no tool of that name"):
         client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=TOOLS, tool_choice=unknown)
+    bad: Any = [{"type": "function", "function": {"name": "f", "parameters": {"type": "no-such-type"}}}]
+    with pytest.raises(openai.BadRequestError, match="tools: the schema cannot be enforced"):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=bad, tool_choice="required")
