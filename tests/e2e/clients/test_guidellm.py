@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.clients.conftest import MODEL
+from tests.e2e.clients.conftest import MODEL, OFFLINE_ENV
 
 OUTPUT_TOKENS = 16
 
@@ -33,7 +33,8 @@ def run_guidellm(url: str, model_dir: Path, report: Path, profile: str, num_requ
         "--output", "kind=console",
         "--disable-progress",
     ]  # fmt: skip
-    run = subprocess.run(cmd, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    env = {**os.environ, **OFFLINE_ENV}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     print(run.stdout[-8000:])  # its tables: requests/s, TTFT, ITL (pytest -s shows them)
     assert run.returncode == 0, run.stderr[-3000:]
     [benchmark] = json.loads(report.read_text())["benchmarks"]

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lm_eval import simple_evaluate
-from lm_eval.tasks import TaskManager
 
 from tests.e2e.clients.conftest import MODEL
 
@@ -50,6 +48,9 @@ def direct_loglikelihood(reference: Any, context: str, continuation: str) -> flo
 def test_lm_eval_loglikelihoods_match_a_direct_forward_pass(
     live_url: str, model_dir: Path, reference: Any, tmp_path: Path
 ) -> None:
+    from lm_eval import simple_evaluate  # after the offline environment is set: datasets reads it at import
+    from lm_eval.tasks import TaskManager
+
     write_task(tmp_path)
     model_args = (
         f"model={MODEL},base_url={live_url}/v1/completions,tokenizer={model_dir},"
