@@ -5,40 +5,29 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from api.openai.neutral import without_nulls
+from api.openai.neutral import OpenAIBody
 from shared.messages import ChatMessage
 
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-
-class _Body(BaseModel):
-    model_config = _CONFIG
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_are_defaults(cls, data: object) -> object:
-        return without_nulls(data)
-
-
-class ContentPart(_Body):
+class ContentPart(OpenAIBody):
     type: Literal["text"] = Field(description="only text parts are supported")
     text: str
 
 
-class FunctionCall(_Body):
+class FunctionCall(OpenAIBody):
     name: str = Field(min_length=1, max_length=256)
     arguments: str = Field(max_length=100_000, description="the arguments, as a JSON string")
 
 
-class ToolCall(_Body):
+class ToolCall(OpenAIBody):
     id: str = Field(min_length=1, max_length=256)
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessageIn(_Body):
+class ChatMessageIn(OpenAIBody):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = Field(default=None, max_length=256)

@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, model_validator
+
 from api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,17 @@ def without_nulls(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if v is not None}
     return data
+
+
+class OpenAIBody(BaseModel):
+    """A body, or a part of one, where null means the default; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: object) -> object:
+        return without_nulls(data)
 
 
 def drop_neutral(data: dict[str, Any], implemented: set[str]) -> dict[str, Any]:

@@ -8,24 +8,23 @@ import json
 from typing import Any, Literal
 
 from llguidance import LLMatcher
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from api.errors import ApiError
+from api.openai.neutral import OpenAIBody
 
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
-class JsonSchemaSpec(BaseModel):
-    model_config = _CONFIG
+class JsonSchemaSpec(OpenAIBody):
+    model_config = ConfigDict(populate_by_name=True)
     name: str = Field(default="response", max_length=64)
     description: str | None = None
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None  # the schema is always enforced strictly here
 
 
-class ResponseFormat(BaseModel):
-    model_config = _CONFIG
+class ResponseFormat(OpenAIBody):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaSpec | None = None
 

@@ -9,34 +9,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
 from api.openai.chat_messages import ChatMessageIn
-from api.openai.neutral import drop_neutral, not_supported, without_nulls
+from api.openai.neutral import OpenAIBody, drop_neutral, not_supported, without_nulls
 from api.openai.response_format import ResponseFormat, checked_schema
 from api.openai.tools import ToolChoice, ToolMode, ToolSpec, output_schema, tool_mode
 from shared.messages import SamplingParams
 
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 Prompt = str | list[int]  # one prompt: text, or token ids
 
 
-class StreamOptions(BaseModel):
-    model_config = _CONFIG
+class StreamOptions(OpenAIBody):
     include_usage: bool = False
     continuous_usage_stats: bool = False  # vLLM's: usage on every chunk
 
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_are_defaults(cls, data: object) -> object:
-        return without_nulls(data)
 
-
-class _OpenAIRequest(BaseModel):
-    model_config = _CONFIG
-
+class _OpenAIRequest(OpenAIBody):
     model: str = Field(min_length=1, max_length=256)
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -64,9 +55,8 @@ class _OpenAIRequest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _nulls_and_neutral_fields(cls, data: object) -> object:
-        data = without_nulls(data)
-        return drop_neutral(data, set(cls.model_fields)) if isinstance(data, dict) else data
+    def _neutral_fields(cls, data: object) -> object:
+        return drop_neutral(without_nulls(data), set(cls.model_fields)) if isinstance(data, dict) else data
 
     @property
     def include_usage(self) -> bool:

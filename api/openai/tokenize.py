@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from api import context
 from api.bodies import parse_body
@@ -15,28 +15,21 @@ from api.generation.limits import check_token_ids, context_of
 from api.generation.submit import resolve_model
 from api.generation.token_limits import PromptCounter, prompt_counter
 from api.openai.chat_messages import ChatMessageIn
-from api.openai.neutral import without_nulls
+from api.openai.neutral import OpenAIBody
 from api.route_docs import documented
 
 bp = Blueprint("tokenize", __name__)
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(OpenAIBody):
     """POST /tokenize: a prompt, or chat messages rendered with the model's chat template."""
 
-    model_config = _CONFIG
     model: str | None = Field(default=None, min_length=1, max_length=256)
     prompt: str | None = Field(default=None, max_length=1_000_000)
     messages: list[ChatMessageIn] | None = Field(default=None, min_length=1)
     add_special_tokens: bool | None = Field(default=None, description="default: true for a prompt")
     add_generation_prompt: bool = True
     return_token_strs: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls_are_defaults(cls, data: object) -> object:
-        return without_nulls(data)
 
     @model_validator(mode="after")
     def _prompt_or_messages(self) -> TokenizeRequest:
@@ -45,10 +38,9 @@ class TokenizeRequest(BaseModel):
         return self
 
 
-class DetokenizeRequest(BaseModel):
+class DetokenizeRequest(OpenAIBody):
     """POST /detokenize: token ids back to text."""
 
-    model_config = _CONFIG
     model: str | None = Field(default=None, min_length=1, max_length=256)
     tokens: list[int] = Field(max_length=1_000_000)
 

@@ -17,36 +17,31 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from api.openai.neutral import not_supported
+from api.openai.neutral import OpenAIBody, not_supported
 
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 _HERMES_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 ToolMode = Literal["none", "auto", "required", "named"]
 
 
-class FunctionSpec(BaseModel):
-    model_config = _CONFIG
+class FunctionSpec(OpenAIBody):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = Field(default=None, max_length=10_000)
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None  # a named or required call is always held to its schema here
 
 
-class ToolSpec(BaseModel):
-    model_config = _CONFIG
+class ToolSpec(OpenAIBody):
     type: Literal["function"]
     function: FunctionSpec
 
 
-class FunctionName(BaseModel):
-    model_config = _CONFIG
+class FunctionName(OpenAIBody):
     name: str
 
 
-class NamedToolChoice(BaseModel):
-    model_config = _CONFIG
+class NamedToolChoice(OpenAIBody):
     type: Literal["function"]
     function: FunctionName
 
