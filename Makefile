@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
 
-.PHONY: install run test lint clean
+.PHONY: install run test compat lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ $(PROMETHEUS):
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: install $(CHROMIUM) $(PROMETHEUS)
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+# The third-party clients too slow for every `make test` (marked compat), against a real server.
+compat: install
+	$(PY) -m pytest -m compat tests/e2e/clients
 
 lint: install
 	$(VENV)/bin/ruff check .

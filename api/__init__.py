@@ -18,6 +18,7 @@ from api.generation import charges
 from api.generation import routes as generation
 from api.models import routes as models
 from api.openai import routes as openai
+from api.openai import tokenize
 from api.streaming import routes as streaming
 from api.streaming.fanout import StreamFanout
 from api.streaming.websocket import MAX_MESSAGE_BYTES
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         generation.bp,
         streaming.bp,
         openai.bp,
+        tokenize.bp,
         models.bp,
         openapi.bp,
         openapi.docs_blueprint(),

@@ -45,8 +45,13 @@ def read_json_object() -> dict[str, Any]:
 
 
 def parse_body(model: type[Body]) -> Body:
-    """The JSON body validated by a pydantic model; a 400 naming the first field at fault."""
+    """The JSON body validated by a pydantic model; a 400 naming the first field at fault ("X is not
+    supported" for a field the model does not have)."""
     try:
         return model.model_validate(read_json_object())
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "extra_forbidden":  # a field this server does not implement, by its name
+            param = ".".join(str(p) for p in first["loc"])
+            raise ApiError(400, f"{param} is not supported", param=param, code="not_supported") from None
         raise from_validation_error(exc) from None

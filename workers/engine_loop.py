@@ -20,7 +20,7 @@ from shared import bus, lifecycle, logs, metrics, timeline
 from shared.messages import FinishReason, GenerationRequest, Usage
 from shared.redact import redact
 from shared.settings import Settings
-from workers.engine import LLMEngine, SamplingOptions, SequenceStatus, StepOutput
+from workers.engine import LLMEngine, SamplingOptions, SequenceStatus, StepOutput, TokenConstraint
 from workers.liveness import Liveness
 from workers.request_stream import ActiveRequest, StreamWrites
 from workers.token_text import TokenText
@@ -30,10 +30,14 @@ Job = Callable[[], None]  # what the inbox holds: work for the loop thread, run 
 IDLE_WAIT_S = 0.2  # with nothing to step, how long the loop waits for a job before it looks again
 
 
-def sampling_options(request: GenerationRequest) -> SamplingOptions:
+def sampling_options(
+    request: GenerationRequest, constraint: TokenConstraint | None = None
+) -> SamplingOptions:
     """The engine's sampling options for a request's parameters: the same fields, bar the stop strings
-    (matched on text, outside the engine)."""
-    return SamplingOptions(**request.params.model_dump(exclude={"stop"}))
+    (matched on text, outside the engine) and the JSON schema (the engine gets its `constraint`)."""
+    return SamplingOptions(
+        **request.params.model_dump(exclude={"stop", "json_schema"}), constraint=constraint
+    )
 
 
 class EngineLoop:
@@ -102,7 +106,7 @@ class EngineLoop:
             self.engine.add_request(
                 active.request_id,
                 active.prompt_ids,
-                sampling_options(active.request),
+                sampling_options(active.request, active.constraint),
                 output_ids=active.prior_ids,
                 group=active.request.owner,
             )
@@ -194,7 +198,7 @@ class EngineLoop:
             reason = FinishReason.STOP
         if reason is not None:
             piece += active.output.finish()
-        writes.text(active, piece)
+        writes.text(active, piece, final=reason is not None)
         if reason is None:
             return None
         usage = Usage.of(out.num_prompt_tokens, out.num_output_tokens)

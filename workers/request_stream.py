@@ -29,6 +29,7 @@ from shared.messages import (
     TokenLogprob,
     Usage,
 )
+from workers.engine import TokenConstraint
 from workers.redis_writes import Writes
 from workers.text_output import TextOutput
 
@@ -50,6 +51,7 @@ class ActiveRequest:
     pending_ids: list[int] = field(default_factory=list)  # tokens whose text is not in an event yet
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
     prompt_logprobs: list[PromptTokenLogprob] | None = None  # sent with the next event, once
+    constraint: TokenConstraint | None = None  # the response format's (structured output)
     is_started: bool = False
     admitted_at: float = 0.0
     first_token_at: float | None = None  # on this worker (None for a request resumed here)
@@ -113,12 +115,13 @@ class StreamWrites:
             self.tally.observe(metrics.ITL, self.labels(active), now - active.last_token_at)
         active.last_token_at = now
 
-    def text(self, active: ActiveRequest, piece: str) -> None:
+    def text(self, active: ActiveRequest, piece: str, final: bool = False) -> None:
         """A token event with `piece` and the tokens it completes (nothing when the piece is empty, unless
-        the prompt's logprobs wait to go out)."""
-        if not piece and active.prompt_logprobs is None:
-            return
+        the prompt's logprobs wait to go out, or it is the `final` text and token logprobs wait: a last
+        token with no text of its own, such as EOS, keeps its logprob)."""
         asked = active.request.params.logprobs is not None
+        if not piece and active.prompt_logprobs is None and not (final and asked and active.pending_logprobs):
+            return
         event = TokenEvent(
             index=active.next_index,
             text=piece,
@@ -126,6 +129,7 @@ class StreamWrites:
             logprobs=active.pending_logprobs if asked else None,
             at=time.time(),
             prompt_logprobs=active.prompt_logprobs,
+            num_prompt_tokens=len(active.prompt_ids) if active.next_index == 0 else None,
         )
         active.prompt_logprobs = None
         self._writes.add(bus.append_event, active.request_id, event)

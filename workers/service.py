@@ -27,6 +27,7 @@ from workers.model_fit import free_memory
 from workers.model_loader import LoadedModel, context_length
 from workers.request_stream import ActiveRequest
 from workers.seats import Seats
+from workers.structured_output import StructuredOutput
 from workers.text_output import TextOutput
 from workers.token_text import TokenText
 from workers.torch_thread import TorchThread
@@ -81,6 +82,7 @@ class EngineService:
             enable_prefix_caching=settings.prefix_caching,
         )
         self.loop = EngineLoop(self.engine, TokenText(loaded.tokenizer), client, settings, worker_id, enqueue)
+        self.structured = StructuredOutput(loaded.tokenizer, self.engine.vocab_size)
         self.started_at = time.time()
         self.last_request_at = 0.0  # when a request last arrived here: MODEL_IDLE_TTL and AUTOLOAD read it
         self.seats = Seats(client, worker_id, loaded.name, settings.max_batch)  # who is claimed; fair share
@@ -194,8 +196,12 @@ class EngineService:
     def _resume(self, request: GenerationRequest) -> ActiveRequest:
         """The request's state, continued from whatever its stream already holds."""
         tokenizer = self.loaded.tokenizer
+        schema = request.params.json_schema
         active = ActiveRequest(
-            request, prompt_ids(tokenizer, request), TextOutput(tokenizer, request.params.stop)
+            request,
+            prompt_ids(tokenizer, request),
+            TextOutput(tokenizer, request.params.stop),
+            constraint=None if schema is None else self.structured.constraint(schema),
         )
         events = bus.read_events(self.redis, request.request_id, count=None)
         tokens = [e for e in events if isinstance(e, TokenEvent)]

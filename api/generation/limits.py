@@ -4,6 +4,7 @@ template included) with it. Returns what the generation may use at most, for its
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from api import context
 from api.errors import ApiError
@@ -13,11 +14,13 @@ from shared.messages import ChatMessage, SamplingParams, WorkerInfo
 
 @dataclass(frozen=True)
 class Choice:
-    """One generation of a submission: its sampling and its prompt (text or chat messages)."""
+    """One generation of a submission: its sampling and its prompt (text, token ids or chat messages)."""
 
     params: SamplingParams
     prompt: str = ""
     messages: list[ChatMessage] | None = None
+    prompt_ids: list[int] | None = None
+    tools: list[dict[str, Any]] | None = None  # for the chat template
 
 
 def context_of(model: str, workers: list[WorkerInfo]) -> int | None:
@@ -40,8 +43,12 @@ def check_context(model: str, choice: Choice, workers: list[WorkerInfo]) -> int:
         )
     counter = prompt_counter(model, s)
     n_prompt = None
-    if counter is not None:
-        n_prompt = counter.count_chat(messages) if messages else counter.count(choice.prompt)
+    if choice.prompt_ids:
+        n_prompt = len(choice.prompt_ids)
+        if counter is not None:
+            check_token_ids(choice.prompt_ids, counter.vocab_size)
+    elif counter is not None:
+        n_prompt = counter.count_chat(messages, choice.tools) if messages else counter.count(choice.prompt)
     most = max_new_tokens + (n_prompt if n_prompt is not None else estimate(choice))
     max_len = context_of(model, workers)
     if max_len is None:
@@ -65,9 +72,23 @@ def check_context(model: str, choice: Choice, workers: list[WorkerInfo]) -> int:
     return most
 
 
+def check_token_ids(token_ids: list[int], vocab_size: int, param: str = "prompt") -> None:
+    """400 for a token id past the model's vocabulary."""
+    largest = max(token_ids)
+    if largest >= vocab_size:
+        raise ApiError(
+            400,
+            f"{param}: token id {largest} is out of the vocabulary (ids 0 to {vocab_size - 1})",
+            param=param,
+            code="invalid_token_id",
+        )
+
+
 def estimate(choice: Choice) -> int:
     """Tokens a prompt needs at most, without its tokenizer: its UTF-8 bytes (a byte-level tokenizer's
     count, above any BPE's)."""
+    if choice.prompt_ids:
+        return len(choice.prompt_ids)
     if choice.messages:
         return sum(len(m.role.encode()) + len(m.content.encode()) + 8 for m in choice.messages)
     return len(choice.prompt.encode())

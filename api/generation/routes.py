@@ -145,6 +145,9 @@ class TtftRelay(Relay):
             yield kind, payload
 
 
+NOT_IN_NOBATCH = {"frequency_penalty", "presence_penalty", "logit_bias", "prompt_logprobs", "json_schema"}
+
+
 @bp.post("/generate_nobatch")
 @admin_only
 @documented(body=SubmitBody, description="the whole text", errors=(404, 429, 504))
@@ -160,7 +163,12 @@ def generate_nobatch() -> Response:
             "the no-batching baseline is off on this server (ENABLE_NOBATCH=1 turns it on, for benchmarks)",
             code="disabled",
         )
-    gen = submit(parse_body(SubmitBody), task_name=keys.GENERATE_NOBATCH_TASK)
+    body = parse_body(SubmitBody)
+    for name in sorted(body.model_fields_set & NOT_IN_NOBATCH):  # HF generate alone does not apply them
+        raise ApiError(
+            400, f"{name} is not supported by the no-batching baseline", param=name, code="not_supported"
+        )
+    gen = submit(body, task_name=keys.GENERATE_NOBATCH_TASK)
     deadline = time.monotonic() + NOBATCH_TIMEOUT_S
     text = []
     for event in follow(context.fanout(), gen.request_id):

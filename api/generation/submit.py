@@ -82,6 +82,8 @@ def prepare(
             model=name,
             prompt=choice.prompt,
             messages=choice.messages,
+            prompt_ids=choice.prompt_ids,
+            tools=choice.tools,
             params=choice.params,
             created_at=now,
             cancel_on_disconnect=cancel_on_disconnect,

@@ -57,22 +57,54 @@ class PromptCounter:
             if (value := config.get(name)) is not None
         }
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids run from 0 to this, exclusive (special tokens included)."""
+        size: int = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        return size
+
     def count(self, prompt: str) -> int:
         """Tokens the worker prefills for a text prompt (special tokens included)."""
-        return len(self.tokenizer.encode(prompt).ids)
+        return len(self.encode(prompt))
 
-    def count_chat(self, messages: list[ChatMessage]) -> int | None:
+    def encode(self, prompt: str, add_special_tokens: bool = True) -> list[int]:
+        """A text prompt's token ids, as the worker prefills them (special tokens included by default)."""
+        ids: list[int] = self.tokenizer.encode(prompt, add_special_tokens=add_special_tokens).ids
+        return ids
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Token ids as text, special tokens included."""
+        text: str = self.tokenizer.decode(token_ids, skip_special_tokens=False)
+        return text
+
+    def count_chat(
+        self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None
+    ) -> int | None:
         """Tokens the worker prefills for chat messages: the rendered template, no special tokens added;
         None when the template does not render here (the worker then checks)."""
+        ids = self.encode_chat(messages, tools=tools)
+        return None if ids is None else len(ids)
+
+    def encode_chat(
+        self,
+        messages: list[ChatMessage],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[int] | None:
+        """Chat messages' token ids as the worker prefills them; None when the template does not render
+        here."""
         if self.template is None:
             return None
         try:
             rendered = self.template.render(
-                messages=[m.model_dump() for m in messages], add_generation_prompt=True, **self.special
+                messages=[m.for_template() for m in messages],
+                add_generation_prompt=add_generation_prompt,
+                tools=tools,
+                **self.special,
             )
         except (TemplateError, ValueError):
             return None
-        return len(self.tokenizer.encode(rendered, add_special_tokens=False).ids)
+        return self.encode(rendered, add_special_tokens=False)
 
 
 def model_files(model: str, settings: Settings) -> Path | None:

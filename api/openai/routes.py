@@ -24,9 +24,14 @@ def completions() -> Response:
     """OpenAI completions, streaming or not; n choices per prompt."""
     req = parse_body(CompletionRequest)
     prompts = req.prompts()
-    choices = [Choice(req.sampling(i), prompt=p) for p in prompts for i in range(req.n)]
+    choices = [
+        Choice(req.sampling(i), prompt=p) if isinstance(p, str) else Choice(req.sampling(i), prompt_ids=p)
+        for p in prompts
+        for i in range(req.n)
+    ]
     gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
-    return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts)).respond()
+    echoed = [p if isinstance(p, str) else None for p in prompts for _ in range(req.n)] if req.echo else None
+    return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts), echoed=echoed).respond()
 
 
 @bp.post("/chat/completions")
@@ -34,7 +39,7 @@ def completions() -> Response:
 def chat_completions() -> Response:
     """OpenAI chat completions, streaming or not; messages rendered with the model's chat template."""
     req = parse_body(ChatCompletionRequest)
-    messages = [m.to_message() for m in req.messages]
-    choices = [Choice(req.sampling(i), messages=messages) for i in range(req.n)]
+    messages, tools = [m.to_message() for m in req.messages], req.template_tools()
+    choices = [Choice(req.sampling(i), messages=messages, tools=tools) for i in range(req.n)]
     gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
     return OpenAIResponse(req, gens, chat=True, num_prompts=1).respond()

@@ -45,6 +45,7 @@ class TokenEvent(Message):
     logprobs: list[TokenLogprob] | None = None  # one per token id, when the request asked for them
     at: float | None = None  # when the worker wrote it (the timeline's tokens over time)
     prompt_logprobs: list[PromptTokenLogprob] | None = None  # on the first event, when asked for (echo)
+    num_prompt_tokens: int | None = None  # on the first event (usage on every chunk)
 
 
 class DoneEvent(Message):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -34,7 +34,7 @@ class FinishReason(StrEnum):
 class SamplingParams(Message):
     """How to sample one request; validated identically at the API and in the worker."""
 
-    max_new_tokens: int = Field(default=64, ge=1, le=1_000_000)
+    max_new_tokens: int = Field(default=64, ge=0, le=1_000_000, description="0: the prompt only (echo)")
     temperature: float = Field(default=1.0, ge=0.0, le=100.0)
     top_k: int = Field(default=0, ge=0, description="0 disables top-k")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -47,16 +47,45 @@ class SamplingParams(Message):
     stop: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=8
     )
+    # OpenAI's penalties, on the output's tokens: logit - frequency * count - presence * (count > 0).
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=-100.0, le=100.0)]] = Field(
+        default_factory=dict, max_length=300, description="token id -> added to its logit"
+    )
+    prompt_logprobs: int | None = Field(
+        default=None, ge=0, le=20, description="the prompt tokens' log-probabilities too (echo)"
+    )
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="constrain the output to JSON valid under this schema"
+    )
 
     @field_validator("stop", mode="before")
     @classmethod
     def _one_stop_string(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("logit_bias", mode="before")
+    @classmethod
+    def _token_id_keys(cls, value: object) -> object:
+        """JSON object keys are strings: "42" is token id 42 (also under strict validation)."""
+        if isinstance(value, dict):
+            return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
+        return value
+
 
 class ChatMessage(Message):
-    role: Literal["system", "user", "assistant"]
+    """One chat message for the chat template; tool calls and tool results as agents send them."""
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's calls, in OpenAI's shape
+    tool_call_id: str | None = None  # the call a tool message answers
+    name: str | None = None
+
+    def for_template(self) -> dict[str, Any]:
+        """As chat templates read messages: the fields that are set."""
+        return self.model_dump(exclude_none=True)
 
 
 class GenerationRequest(Message):
@@ -68,6 +97,8 @@ class GenerationRequest(Message):
     model: str
     prompt: str = ""
     messages: list[ChatMessage] | None = None
+    prompt_ids: list[int] | None = None  # a prompt given as token ids
+    tools: list[dict[str, Any]] | None = None  # for the chat template, in OpenAI's shape (tool calling)
     params: SamplingParams
     created_at: float
     cancel_on_disconnect: bool = False  # cancel when a subscriber of its stream disconnects
@@ -77,8 +108,8 @@ class GenerationRequest(Message):
 
     @model_validator(mode="after")
     def _prompt_or_messages(self) -> GenerationRequest:
-        if bool(self.prompt) == bool(self.messages):
-            raise ValueError("exactly one of prompt and messages must be given")
+        if bool(self.prompt) + bool(self.messages) + bool(self.prompt_ids) != 1:
+            raise ValueError("exactly one of prompt, messages and prompt_ids must be given")
         return self
 
 

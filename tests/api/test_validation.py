@@ -47,6 +47,9 @@ def assert_error(resp: requests.Response, status: int, param: str | None = None)
         ({**OK, "stop": [""]}, "stop.0"),
         ({**OK, "stop": 5}, "stop"),
         ({**OK, "unknown_field": 1}, "unknown_field"),
+        ({**OK, "json_schema": {"type": "no-such-type"}}, "json_schema"),
+        ({**OK, "logit_bias": {"a": 1}}, "logit_bias.a.[key]"),
+        ({**OK, "frequency_penalty": 3}, "frequency_penalty"),
     ],
 )
 def test_invalid_fields_are_named(api_url: str, path: str, body: dict[str, Any], param: str) -> None:

@@ -143,9 +143,9 @@ def test_vllm_sampling_extras_are_accepted(client: openai.OpenAI) -> None:
 
 def test_errors_are_the_sdk_exception_types(client: openai.OpenAI, redis_url: str) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
-        client.completions.create(model=MODEL, prompt="x", max_tokens=4, frequency_penalty=0.5)
+        client.completions.create(model=MODEL, prompt="x", max_tokens=4, frequency_penalty=2.5)
     assert "frequency_penalty" in str(bad.value)
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.BadRequestError, match="max_tokens: 0 only with echo"):
         client.completions.create(model=MODEL, prompt="x", max_tokens=0)
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="no-such-model", prompt="x")

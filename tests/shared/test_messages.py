@@ -29,6 +29,21 @@ MESSAGES: list[BaseModel] = [
     GenerationRequest(
         request_id="r1", model="m", prompt="héllo", params=SamplingParams(), created_at=time.time()
     ),
+    GenerationRequest(
+        request_id="r2",
+        model="m",
+        prompt_ids=[1, 40, 41],
+        messages=None,
+        params=SamplingParams(
+            max_new_tokens=0,
+            frequency_penalty=0.5,
+            presence_penalty=-0.5,
+            logit_bias={35: -100.0},
+            prompt_logprobs=2,
+            json_schema={"type": "object", "properties": {"a": {"type": "integer"}}},
+        ),
+        created_at=time.time(),
+    ),
     RequestState(
         status=RequestStatus.FINISHED,
         worker_id="w",
@@ -83,6 +98,26 @@ def test_unknown_version_is_refused() -> None:
 def test_unknown_field_is_refused() -> None:
     with pytest.raises(ValidationError):
         TokenEvent.model_validate({"index": 0, "text": "x", "extra": 1})
+
+
+def test_a_message_of_before_the_new_fields_still_decodes() -> None:
+    old = '{"v": 1, "request_id": "r", "model": "m", "prompt": "p", "params": {"max_new_tokens": 4}, '
+    old += '"created_at": 1}'
+    params = GenerationRequest.model_validate_json(old).params
+    assert params.logit_bias == {} and params.frequency_penalty == 0.0 and params.json_schema is None
+
+
+def test_logit_bias_keys_arrive_as_json_strings() -> None:
+    assert SamplingParams.model_validate({"logit_bias": {"35": 5}}).logit_bias == {35: 5.0}
+    with pytest.raises(ValidationError):
+        SamplingParams.model_validate({"logit_bias": {"a": 5}})
+
+
+def test_exactly_one_prompt_form() -> None:
+    with pytest.raises(ValidationError, match="exactly one"):
+        GenerationRequest(
+            request_id="r", model="m", prompt="p", prompt_ids=[1], params=SamplingParams(), created_at=1
+        )
 
 
 def test_one_stop_string_becomes_a_list() -> None:

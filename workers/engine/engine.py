@@ -70,6 +70,7 @@ class LLMEngine:
         block_size tokens); `max_batch_tokens` caps the tokens one step runs (raised to max_batch)."""
         self.max_batch = max_batch
         self.max_model_len = max_model_len
+        self.vocab_size: int = model.get_input_embeddings().num_embeddings
         self.blocks = BlockManager(num_blocks, block_size, enable_prefix_caching)
         self.runner = ModelRunner(model, num_blocks, block_size)
         self.sampler = Sampler(self.runner.device, eos_token_ids)
@@ -125,6 +126,8 @@ class LLMEngine:
             )
         if seq_id in self.seqs:
             raise ValueError(f"sequence {seq_id} is already in the engine")
+        if max(prompt_ids) >= self.vocab_size or min(prompt_ids) < 0:
+            raise ValueError(f"the prompt has a token id outside the vocabulary (0 to {self.vocab_size - 1})")
         longest = min(len(prompt_ids) + options.max_new_tokens, self.max_model_len)
         if self.blocks.blocks_for(longest) > self.blocks.num_blocks:
             raise ValueError(

@@ -1,6 +1,6 @@
-"""Turns logits into token ids for the whole batch at once, on the model's device: penalties,
-greedy or temperature with top-k/top-p/min-p, a seed per request, and the log-probabilities a
-request asked for.
+"""Turns logits into token ids for the whole batch at once, on the model's device: penalties, bias and
+constraints (logits_adjust.py), greedy or temperature with top-k/top-p/min-p, a seed per request, and
+the log-probabilities a request asked for.
 
 Sampling uses the exponential race: the token is argmax(p / E) with E ~ Exp(1) drawn per
 token, which picks token i with probability p_i. A seeded request draws its E from a
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from workers.engine.logits_adjust import adjust_row
 from workers.engine.sequence import Sequence
 
 _SEED_MIX = 0x9E3779B97F4A7C15  # spreads (seed, position) pairs over the generator's seed space
@@ -49,17 +50,6 @@ def filter_logits(
     if bool((min_p > 0.0).any()):
         probs = torch.softmax(logits, dim=-1)
         logits = logits.masked_fill(probs < min_p[:, None] * probs.amax(-1, keepdim=True), float("-inf"))
-    return logits
-
-
-def apply_repetition_penalty(logits: torch.Tensor, token_ids: list[int], penalty: float) -> torch.Tensor:
-    """Make tokens already seen (prompt and output) less likely: positive logits divided, negative times."""
-    if not token_ids:
-        return logits
-    ids = torch.tensor(sorted(set(token_ids)), device=logits.device)
-    seen = logits[ids]
-    logits = logits.clone()
-    logits[ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
     return logits
 
 
@@ -105,14 +95,15 @@ class Sampler:
         return self._with_logprobs(logits, token_ids, [o.logprobs for o in opts])
 
     def _adjusted(self, logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
-        """Logits after repetition penalties and EOS suppression (min_tokens); the input is not changed."""
-        penalized = [i for i, s in enumerate(seqs) if s.options.repetition_penalty != 1.0]
+        """Logits after penalties, logit bias, constraints and EOS suppression (min_tokens); the input is
+        not changed."""
+        adjusted = [i for i, s in enumerate(seqs) if s.options.is_adjusted]
         suppressed = [i for i, s in enumerate(seqs) if len(s.output_ids) < s.options.min_tokens]
-        if not penalized and not (suppressed and len(self.eos_token_ids)):
+        if not adjusted and not (suppressed and len(self.eos_token_ids)):
             return logits
         rows = logits.clone()
-        for i in penalized:  # all_ids builds a list: only for the requests that ask for a penalty
-            rows[i] = apply_repetition_penalty(rows[i], seqs[i].all_ids, seqs[i].options.repetition_penalty)
+        for i in adjusted:
+            rows[i] = adjust_row(rows[i], seqs[i])
         if suppressed and len(self.eos_token_ids):
             rows[torch.tensor(suppressed, device=self.device)[:, None], self.eos_token_ids] = float("-inf")
         return rows

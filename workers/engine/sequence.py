@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any, Protocol
 
 
 class SequenceStatus(IntEnum):
@@ -31,6 +32,15 @@ _FINISH_REASONS = {
 }
 
 
+class TokenConstraint(Protocol):
+    """Which tokens may come next (structured output). The engine knows nothing of what the rule is:
+    it asks before sampling each token of the sequence."""
+
+    def allowed(self, output_ids: list[int]) -> Any:
+        """A bool tensor [vocab] of the tokens allowed after output_ids (all the sequence made so far)."""
+        ...
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
     """Per-sequence sampling; temperature 0 is greedy, top_k 0 and top_p 1 disable those filters."""
@@ -46,6 +56,21 @@ class SamplingOptions:
     min_tokens: int = 0  # EOS is suppressed until this many tokens are out
     logprobs: int | None = None  # None: none; 0: the chosen token's; k: also the k most likely
     prompt_logprobs: int | None = None  # the prompt tokens' logprobs too (k alternatives); no prefix cache
+    frequency_penalty: float = 0.0  # minus this times the token's count in the output
+    presence_penalty: float = 0.0  # minus this once the token is in the output
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
+    constraint: TokenConstraint | None = None  # masks the tokens a rule does not allow next
+
+    @property
+    def is_adjusted(self) -> bool:
+        """Whether anything changes this sequence's logits before sampling (bar min_tokens)."""
+        return (
+            self.repetition_penalty != 1.0
+            or self.frequency_penalty != 0.0
+            or self.presence_penalty != 0.0
+            or bool(self.logit_bias)
+            or self.constraint is not None
+        )
 
 
 @dataclass

@@ -1,22 +1,13 @@
-"""Factories for engine tests: the built-in tiny model on CPU, fp32."""
+"""Factories for engine tests on the built-in tiny model (the `tiny` fixture: tests/workers/conftest.py)."""
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
-import pytest
 import torch
 
-from shared.settings import Settings
 from workers.engine import LLMEngine, SamplingOptions
-from workers.model_loader import LoadedModel, load_model
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    cache: Path = tmp_path_factory.mktemp("cache")
-    return load_model("torchweave-tiny", Settings(cache_dir=cache, device="cpu", dtype="fp32"))
+from workers.model_loader import LoadedModel
 
 
 def make_engine(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from tests.workers.engine.factories import EOS, make_seqs
-from workers.engine.sampler import Sampler, apply_repetition_penalty
+from workers.engine.logits_adjust import apply_repetition_penalty
+from workers.engine.sampler import Sampler
 
 CPU = torch.device("cpu")
 
@@ -68,3 +69,55 @@ def test_logprobs_of_the_chosen_token_and_the_top_alternatives() -> None:
 
 def test_no_rows_no_samples() -> None:
     assert sampler().sample(torch.zeros(0, 4), []) == []
+
+
+def test_frequency_and_presence_penalties_count_the_output_tokens_only() -> None:
+    logits = torch.zeros(1, 20)
+    logits[0, 5] = 3.0  # token 5 would win, and it is in the output twice
+    logits[0, 6] = 2.0
+    [seq] = make_seqs(1, frequency_penalty=0.4, presence_penalty=0.5)
+    seq.prompt_ids = [6, 6, 6]  # the prompt is not penalised (OpenAI's and vLLM's semantics)
+    seq.output_ids = [5, 5]
+    adjusted = sampler()._adjusted(logits, [seq])
+    assert abs(adjusted[0, 5].item() - (3.0 - 2 * 0.4 - 0.5)) < 1e-6
+    assert adjusted[0, 6].item() == 2.0
+    assert sampler().sample(logits, [seq])[0].token_id == 6
+
+
+def test_penalties_and_bias_apply_per_row_and_leave_other_rows_alone() -> None:
+    logits = torch.zeros(2, 10)
+    logits[:, 3] = 1.0
+    [biased] = make_seqs(1, logit_bias={7: 5.0, 3: -100.0})
+    [plain] = make_seqs(1, prefix="p")
+    samples = sampler().sample(logits, [biased, plain])
+    assert [s.token_id for s in samples] == [7, 3]
+
+
+def test_logit_bias_leaves_the_reported_logprobs_those_of_the_model() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    [seq] = make_seqs(1, logit_bias={2: 50.0}, logprobs=0)
+    [sample] = sampler().sample(logits, [seq])
+    assert sample.token_id == 2
+    assert abs((sample.logprob or 0.0) - torch.log(torch.tensor(0.2)).item()) < 1e-6
+
+
+class _OnlyEven:
+    """A constraint that allows even token ids, and records what it was asked after."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[int]] = []
+
+    def allowed(self, output_ids: list[int]) -> torch.Tensor:
+        self.asked.append(list(output_ids))
+        return torch.arange(10) % 2 == 0
+
+
+def test_a_constraint_masks_the_tokens_it_does_not_allow_even_against_a_bias() -> None:
+    logits = torch.zeros(1, 10)
+    logits[0, 3] = 9.0
+    constraint = _OnlyEven()
+    [seq] = make_seqs(1, constraint=constraint, logit_bias={5: 100.0}, temperature=1.0, seed=1)
+    seq.output_ids = [4]
+    for _ in range(20):
+        assert sampler().sample(logits, [seq])[0].token_id % 2 == 0
+    assert constraint.asked[0] == [4]

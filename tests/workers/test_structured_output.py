@@ -1,0 +1,48 @@
+"""Structured output in the engine: the tiny random model, masked by llguidance token by token, writes
+JSON valid under the schema, in a batch shared with unconstrained sequences."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+
+from tests.workers.engine.conftest import make_engine, run_to_completion
+from workers.engine import SamplingOptions
+from workers.model_loader import LoadedModel
+from workers.structured_output import StructuredOutput
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 999},
+        "tag": {"type": "string", "maxLength": 6},
+        "ok": {"type": "boolean"},
+    },
+    "required": ["id", "tag", "ok"],
+    "additionalProperties": False,
+}
+
+
+def test_constrained_sequences_end_in_valid_json_beside_free_ones(tiny: LoadedModel) -> None:
+    structured = StructuredOutput(tiny.tokenizer, tiny.model.get_input_embeddings().num_embeddings)
+    engine = make_engine(tiny)
+    prompt = tiny.tokenizer.encode("JSON:")
+    arrivals = {
+        0: [
+            (
+                f"json{seed}",
+                prompt,
+                SamplingOptions(max_new_tokens=120, seed=seed, constraint=structured.constraint(SCHEMA)),
+            )
+            for seed in range(3)
+        ]
+        + [("free", prompt, SamplingOptions(max_new_tokens=20, temperature=0.0, ignore_eos=True))]
+    }
+    outputs = run_to_completion(engine, arrivals)
+    eos = tiny.tokenizer.eos_token_id
+    for seed in range(3):
+        ids = outputs[f"json{seed}"]
+        assert ids[-1] == eos, tiny.tokenizer.decode(ids)  # ended by the grammar, not by max_new_tokens
+        jsonschema.validate(json.loads(tiny.tokenizer.decode(ids[:-1])), SCHEMA)
+    assert len(outputs["free"]) == 20

@@ -1,0 +1,72 @@
+"""Structured output: a JSON schema turned into the engine's token constraint, through llguidance.
+
+The engine only asks a constraint which tokens may come next (workers/engine/sequence.py's
+TokenConstraint); the grammar, the tokenizer and the text live here. Once the JSON is complete the
+grammar allows only EOS, so a request ends with valid JSON unless max_tokens cuts it first.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import llguidance
+import llguidance.hf
+import llguidance.torch
+import torch
+
+# Compact JSON (no free whitespace between tokens): a small or random model cannot loop on blanks.
+_COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+
+
+def grammar_of(schema: dict[str, Any]) -> str:
+    """llguidance's grammar for a JSON schema, compact unless the schema sets its own x-guidance."""
+    schema = schema if "x-guidance" in schema else {**schema, "x-guidance": _COMPACT}
+    grammar: str = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema))
+    return grammar
+
+
+class JsonConstraint:
+    """One request's matcher: it consumes the request's new tokens and answers the allowed next ones."""
+
+    def __init__(self, tokenizer: llguidance.LLTokenizer, schema: dict[str, Any], vocab_size: int) -> None:
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar_of(schema))
+        self.vocab_size = vocab_size
+        self.eos = tokenizer.eos_token
+        self.bitmask = llguidance.torch.allocate_token_bitmask(1, vocab_size)
+        self.num_consumed = 0
+        self._bits = torch.arange(32, dtype=torch.int32)
+
+    def allowed(self, output_ids: list[int]) -> torch.Tensor:
+        """A bool mask [vocab] of the tokens the schema allows after output_ids (only EOS once the JSON
+        is complete, or if the matcher failed)."""
+        new = output_ids[self.num_consumed :]
+        if new and not self.matcher.is_error():
+            self.matcher.consume_tokens(new)
+        self.num_consumed = len(output_ids)
+        if self.matcher.is_error():
+            only_eos = torch.zeros(self.vocab_size, dtype=torch.bool)
+            only_eos[self.eos] = True
+            return only_eos
+        llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        # [words] int32 -> [words, 32] bits -> [vocab]
+        bits = (self.bitmask[0, :, None] >> self._bits) & 1
+        return bits.bool().flatten()[: self.vocab_size]
+
+
+class StructuredOutput:
+    """The served model's tokenizer as llguidance sees it, built once (about a second) on first use."""
+
+    def __init__(self, hf_tokenizer: Any, vocab_size: int) -> None:
+        self.hf_tokenizer = hf_tokenizer
+        self.vocab_size = vocab_size
+        self._tokenizer: llguidance.LLTokenizer | None = None
+        self._lock = threading.Lock()
+
+    def constraint(self, schema: dict[str, Any]) -> JsonConstraint:
+        """A fresh constraint for one request's output."""
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = llguidance.hf.from_tokenizer(self.hf_tokenizer, n_vocab=self.vocab_size)
+        return JsonConstraint(self._tokenizer, schema, self.vocab_size)
