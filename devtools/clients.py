@@ -58,9 +58,26 @@ def read_sse(url: str, method: str = "GET", timeout: float = 60, **kwargs: Any) 
         return parse_sse(resp.iter_lines(decode_unicode=False, delimiter=b"\n"))
 
 
+class WsClient(simple_websocket.Client):
+    """simple_websocket's client, minus a race: frames that arrive in the same read as the handshake's
+    answer (a server that sends an error and closes at once) stay in wsproto's buffer, and the reader
+    thread handles buffered frames only after its next read, which a closed socket never gives; the
+    client then reports a close without status (1005) and loses the message. Handle them at once."""
+
+    def _thread(self) -> None:
+        self.connected = self._handle_events()  # whatever came in with the handshake's answer
+        super()._thread()  # reads on while connected, then closes the socket
+
+
+def connect_ws(ws_url: str, headers: dict[str, str] | None = None) -> WsClient:
+    """A connected WebSocket client (see WsClient)."""
+    client: WsClient = WsClient.connect(ws_url, headers=headers)
+    return client
+
+
 def read_ws(ws_url: str, timeout: float = 60, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every message of a WebSocket until the server closes it."""
-    ws = simple_websocket.Client.connect(ws_url, headers=headers)
+    ws = connect_ws(ws_url, headers=headers)
     messages = []
     try:
         while True:

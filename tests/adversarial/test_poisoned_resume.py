@@ -14,7 +14,7 @@ import requests
 import simple_websocket
 
 from api.streaming.fanout import StreamFanout
-from devtools.clients import submit
+from devtools.clients import connect_ws, submit
 from shared import bus, keys
 from shared.messages import DoneEvent, FinishReason, TokenEvent, Usage
 from tests.adversarial.conftest import Cluster, start_victims
@@ -38,7 +38,7 @@ def attack(url: str) -> None:
         (f"{target['websocket_url']}?from={POISON}", None),
         (target["websocket_url"], POISON),
     ):
-        ws = simple_websocket.Client.connect(ws_url)
+        ws = connect_ws(ws_url)
         if hello is not None:
             ws.send(json.dumps({"from": int(hello)}))
         message = json.loads(ws.receive(timeout=10))

@@ -16,7 +16,7 @@ import requests
 import simple_websocket
 from wsproto.utilities import LocalProtocolError
 
-from devtools.clients import submit
+from devtools.clients import connect_ws, submit
 from devtools.servers import wait_for
 from tests.adversarial.conftest import Cluster, Victim, connect_from
 
@@ -61,7 +61,7 @@ def random_payload(rng: random.Random) -> str | bytes:
 def fuzz_once(adv: Cluster, ws_urls: list[str], rng: random.Random) -> None:
     action = rng.randrange(4)
     if action == 0:  # a real client saying random things in random order
-        ws = simple_websocket.Client.connect(rng.choice(ws_urls))
+        ws = connect_ws(rng.choice(ws_urls))
         try:
             for _ in range(rng.randrange(1, 6)):
                 ws.send(random_payload(rng))
@@ -86,7 +86,7 @@ def fuzz_once(adv: Cluster, ws_urls: list[str], rng: random.Random) -> None:
         sock = handshake(adv.port, f"/v1/requests/{junk}/ws", rng)
         sock.close()
     else:  # many frames back to back, fragmented by the socket
-        ws = simple_websocket.Client.connect(rng.choice(ws_urls))
+        ws = connect_ws(rng.choice(ws_urls))
         with contextlib.suppress(*CLIENT_SIDE):
             for _ in range(50):
                 ws.send('{"from": 0}')

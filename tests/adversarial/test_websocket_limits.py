@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import simple_websocket
 
-from devtools.clients import submit
+from devtools.clients import connect_ws, submit
 from devtools.servers import wait_for
 from shared import admission, bus, lifecycle
 from shared.messages import GenerationRequest, SamplingParams
@@ -52,7 +52,7 @@ def test_an_oversized_message_is_refused_with_1009_and_not_held(adv: Cluster) ->
     req = idle_request(adv)  # nothing else to say: the only reason to close is the message
     [worker_pid] = child_pids(adv.api.pid)
     before = rss_kib(worker_pid)
-    ws = simple_websocket.Client.connect(ws_url(adv, req.request_id))
+    ws = connect_ws(ws_url(adv, req.request_id))
     with contextlib.suppress(simple_websocket.ConnectionClosed, OSError):  # closed while we still send
         ws.send("x" * (32 * 1024 * 1024))  # 32 MiB; the limit is 64 KiB
     code = closed_with(ws)
@@ -76,7 +76,7 @@ def test_an_oversized_message_is_refused_with_1009_and_not_held(adv: Cluster) ->
 )
 def test_a_malformed_hello_closes_with_1008_and_a_reason(adv: Cluster, hello: str, why: str) -> None:
     sub = submit(adv.url, prompt="hello", max_new_tokens=3)
-    ws = simple_websocket.Client.connect(sub["websocket_url"])
+    ws = connect_ws(sub["websocket_url"])
     ws.send(hello)
     message = json.loads(ws.receive(timeout=10))
     assert message["event"] == "error" and why in message["message"]
@@ -85,7 +85,7 @@ def test_a_malformed_hello_closes_with_1008_and_a_reason(adv: Cluster, hello: st
 
 def test_chatter_after_the_hello_closes_the_socket(adv: Cluster) -> None:
     req = idle_request(adv)
-    ws = simple_websocket.Client.connect(ws_url(adv, req.request_id))
+    ws = connect_ws(ws_url(adv, req.request_id))
     ws.send(json.dumps({"from": -1}))
     for _ in range(20):
         ws.send("chatter " * 1000)
@@ -97,7 +97,7 @@ def test_a_vanished_peer_is_noticed_on_an_idle_tick(adv: Cluster) -> None:
     req = idle_request(adv)
     sockets = []
     for _ in range(5):
-        ws = simple_websocket.Client.connect(ws_url(adv, req.request_id))
+        ws = connect_ws(ws_url(adv, req.request_id))
         ws.send(json.dumps({"from": -1}))
         sockets.append(ws)
     time.sleep(0.5)  # the relays are following the idle stream

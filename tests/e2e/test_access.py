@@ -11,7 +11,7 @@ import pytest
 import requests
 import simple_websocket
 
-from devtools.clients import read_sse, read_ws, submit_as
+from devtools.clients import connect_ws, read_sse, read_ws, submit_as
 from devtools.embedded_redis import free_port
 from devtools.servers import VENV_BIN, Process, wait_for
 from shared.settings import PROJECT_ROOT
@@ -42,7 +42,7 @@ def test_a_request_is_its_keys_alone_and_an_admins(keyed: KeyedCluster) -> None:
 def test_a_websocket_without_a_key_is_refused_before_the_upgrade(keyed: KeyedCluster) -> None:
     sub = submit_as(keyed.url, auth(keyed.key("dave")), prompt="x", max_new_tokens=2)
     with pytest.raises(simple_websocket.ConnectionError):
-        simple_websocket.Client.connect(sub["websocket_url"])
+        connect_ws(sub["websocket_url"])
 
 
 def run_cli(env: dict[str, str], *args: str) -> str:

@@ -13,7 +13,7 @@ import requests
 import simple_websocket
 from celery import Celery
 
-from devtools.clients import SseEvent, indexed, parse_sse, read_sse, read_ws, stream_text, submit
+from devtools.clients import SseEvent, connect_ws, indexed, parse_sse, read_sse, read_ws, stream_text, submit
 from devtools.servers import start_api, wait_for
 from shared import admission, bus, keys
 from shared.messages import GenerationRequest, SamplingParams
@@ -93,14 +93,14 @@ def close_quietly(ws: simple_websocket.Client) -> None:
 
 def test_websocket_resumes_like_sse(live_url: str) -> None:
     sub = submit(live_url, prompt="Socket resume", max_new_tokens=300, temperature=0, ignore_eos=True)
-    ws = simple_websocket.Client.connect(sub["websocket_url"])
+    ws = connect_ws(sub["websocket_url"])
     head: list[dict[str, Any]] = []
     while len(head) < 6:
         message = json.loads(ws.receive(timeout=30))
         if message["event"] == "token":
             head.append(message)
     close_quietly(ws)
-    ws = simple_websocket.Client.connect(sub["websocket_url"])
+    ws = connect_ws(sub["websocket_url"])
     ws.send(json.dumps({"from": head[-1]["index"]}))
     rest: list[dict[str, Any]] = []
     while not rest or rest[-1]["event"] == "token":
