@@ -2,14 +2,16 @@
 constraints (logits_adjust.py), greedy or temperature with top-k/top-p/min-p, a seed per request, and
 the log-probabilities a request asked for.
 
-Sampling uses the exponential race: the token is argmax(p / E) with E ~ Exp(1) drawn per
-token, which picks token i with probability p_i. A seeded request draws its E from a
-generator seeded by (seed, output position), so its tokens do not depend on who else
-shares the batch.
+Sampling inverts the cumulative distribution: one uniform draw u per row picks the first token whose
+running probability mass exceeds u. That is one number per row instead of noise over the whole
+vocabulary (the exponential race it replaced drew 49,152 exponentials per row, a fifth of a CPU decode
+step at batch 32). A seeded request draws its u from (seed, output position), so its tokens do not
+depend on who else shares the batch, nor on the device.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
@@ -57,8 +59,7 @@ class Sampler:
     def __init__(self, device: torch.device, eos_token_ids: set[int]) -> None:
         self.device = device
         self.eos_token_ids = torch.tensor(sorted(eos_token_ids), dtype=torch.long, device=device)
-        self._unseeded = torch.Generator(device=device)
-        self._unseeded.seed()
+        self._unseeded = random.Random()  # seeded from the OS
 
     def sample(self, logits: torch.Tensor, seqs: list[Sequence]) -> list[Sample]:
         """One sample per row of logits [batch, vocab]; row i belongs to seqs[i]."""
@@ -66,15 +67,16 @@ class Sampler:
             return []
         opts = [s.options for s in seqs]
         rows = self._adjusted(logits, seqs)
-        tokens = rows.argmax(-1)
         sampled = [i for i, o in enumerate(opts) if o.temperature > 0.0]
+        everyone = len(sampled) == len(opts)  # then skip the greedy argmax and the row selection
+        tokens = torch.empty(len(opts), dtype=torch.long, device=self.device) if everyone else rows.argmax(-1)
         if sampled:
             idx = torch.tensor(sampled, device=self.device)
 
             def column(values: list[float]) -> torch.Tensor:
                 return torch.tensor(values, device=self.device)
 
-            sub = rows[idx] / column([opts[i].temperature for i in sampled])[:, None]
+            sub = (rows if everyone else rows[idx]) / column([opts[i].temperature for i in sampled])[:, None]
             sub = filter_logits(
                 sub,
                 column([opts[i].top_k for i in sampled]).long(),
@@ -82,17 +84,20 @@ class Sampler:
                 column([opts[i].min_p for i in sampled]),
             )
             probs = torch.softmax(sub, dim=-1)
-            noise = torch.empty_like(probs)
-            for row, i in enumerate(sampled):
-                seed = opts[i].seed
-                gen = self._unseeded
-                if seed is not None:
-                    gen = torch.Generator(device=self.device)
-                    gen.manual_seed(position_seed(seed, len(seqs[i].output_ids)))
-                noise[row].exponential_(generator=gen)
-            tokens[idx] = (probs / noise).argmax(-1)
+            draws = [self._uniform(opts[i].seed, len(seqs[i].output_ids)) for i in sampled]
+            # right=True never lands on a token of zero probability (one filtered out).
+            mass = probs.cumsum(-1)
+            target = torch.tensor(draws, device=self.device)[:, None] * mass[:, -1:]
+            picked = torch.searchsorted(mass, target, right=True)[:, 0]
+            tokens[idx] = picked.clamp_(max=probs.shape[-1] - 1)
         token_ids: list[int] = tokens.tolist()
         return self._with_logprobs(logits, token_ids, [o.logprobs for o in opts])
+
+    def _uniform(self, seed: int | None, position: int) -> float:
+        """A draw in [0, 1): from (seed, position) for a seeded request, else from the engine's own."""
+        if seed is None:
+            return self._unseeded.random()
+        return random.Random(position_seed(seed, position)).random()
 
     def _adjusted(self, logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
         """Logits after penalties, logit bias, constraints and EOS suppression (min_tokens); the input is

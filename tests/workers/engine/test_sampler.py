@@ -42,6 +42,25 @@ def test_a_seed_gives_a_distribution_that_follows_the_probabilities() -> None:
     assert counts[0] > counts[1] > counts[2] > 0  # about 420, 120, 60
 
 
+def test_draws_match_the_probabilities_and_never_pick_an_impossible_token() -> None:
+    """2,000 seeded draws of one row with two impossible tokens: every frequency within 5 sigma of its
+    probability, the impossible never drawn, alone or next to a greedy row."""
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.0, 0.2])
+    logits = torch.log(probs)[None, :]
+    draws = 2000
+    counts = [0] * len(probs)
+    for seed in range(draws):
+        seqs = make_seqs(1, seed=seed, temperature=1.0) + make_seqs(1, prefix="g")
+        batch = torch.cat([logits, torch.tensor([[0.0, 9.0, 0.0, 0.0, 0.0]])])
+        sample, greedy = sampler().sample(batch, seqs)
+        counts[sample.token_id] += 1
+        assert greedy.token_id == 1
+    assert counts[1] == counts[3] == 0
+    for p, n in zip(probs.tolist(), counts, strict=True):
+        sigma = (draws * p * (1 - p)) ** 0.5
+        assert abs(n - draws * p) <= 5 * sigma, counts
+
+
 def test_min_tokens_holds_eos_off_until_enough_tokens() -> None:
     logits = torch.zeros(1, 5)
     logits[0, EOS] = 10.0
