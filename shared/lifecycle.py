@@ -200,7 +200,8 @@ def requeue(
     attempt; past max_attempts it fails with an error event instead), or handed back by the worker
     that holds it.
 
-    Returns "requeued" (the caller then enqueues its task again), "failed" or "skipped".
+    Returns "requeued" (the caller then enqueues its task again), "failed" or "skipped". A request that
+    failed gives its key back every token it reserved: the server failed it, not its sender.
     """
     rid = request.request_id
     message = f"request failed on {max_attempts} workers in turn (each stopped while running it)"
@@ -223,4 +224,6 @@ def requeue(
         ttl_s,
         message,
     )
+    if result == "failed" and request.charge is not None:
+        ratelimit.refund(r, request.charge, used_tokens=0)
     return result

@@ -110,6 +110,23 @@ def test_expired_lease_requeues_then_fails_after_max_attempts(r: redis.Redis) ->
     assert req.request_id not in lifecycle.expired_leases(r)
 
 
+def test_a_request_failed_after_max_attempts_gives_its_reserved_tokens_back(r: redis.Redis) -> None:
+    key = ApiKey(key_id=uuid.uuid4().hex, name="k", role="user", created_at=0.0, tpm=1000)
+    reservation = ratelimit.reserve(r, key, requests=1, tokens=100)
+    tokens_key = keys.rate_key(key.key_id, "tok", reservation.window)
+    req = queued(r, RateCharge(key_id=key.key_id, window=reservation.window, tokens=100))
+    assert lifecycle.claim(r, req, "w1", lease_s=60)
+    run_out(r, req)
+    assert lifecycle.requeue(r, req, holder=None, max_attempts=2, ttl_s=60) == "requeued"
+    assert int(r.get(tokens_key) or 0) == 100  # requeued: still reserved for the next worker
+    assert lifecycle.claim(r, req, "w2", lease_s=60)
+    run_out(r, req)
+    assert lifecycle.requeue(r, req, holder=None, max_attempts=2, ttl_s=60) == "failed"
+    assert int(r.get(tokens_key) or 0) == 0
+    assert lifecycle.requeue(r, req, holder=None, max_attempts=2, ttl_s=60) == "skipped"
+    assert int(r.get(tokens_key) or 0) == 0  # nothing given back twice
+
+
 def test_renewed_lease_does_not_expire(r: redis.Redis) -> None:
     req = queued(r)
     lifecycle.claim(r, req, "w", lease_s=60)
