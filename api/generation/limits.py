@@ -23,6 +23,21 @@ class Choice:
     tools: list[dict[str, Any]] | None = None  # for the chat template
 
 
+def first_of_each_prompt(choices: list[Choice]) -> list[int]:
+    """For each choice, the index of the first choice with the same prompt and max_new_tokens, so a prompt
+    asked for n times is tokenized (and checked) once. The routes give a prompt's n choices the same prompt
+    objects, so they are compared by identity: no long prompt or message list is hashed."""
+    first: dict[tuple[object, ...], int] = {}
+    return [
+        first.setdefault(
+            (choice.prompt, id(choice.messages), id(choice.prompt_ids), id(choice.tools),
+             choice.params.max_new_tokens),
+            i,
+        )
+        for i, choice in enumerate(choices)
+    ]  # fmt: skip
+
+
 def context_of(model: str, workers: list[WorkerInfo]) -> int | None:
     """The smallest context among the ready workers of a model; None when none is ready yet."""
     contexts = [

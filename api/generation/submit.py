@@ -12,7 +12,7 @@ from api import context
 from api.auth.principal import current
 from api.errors import ApiError
 from api.generation import charges
-from api.generation.limits import Choice, check_context
+from api.generation.limits import Choice, check_context, first_of_each_prompt
 from api.generation.schemas import SubmitBody
 from api.models import catalog
 from shared import admission, fleet, keys, logs, timeline
@@ -74,7 +74,12 @@ def prepare(
             code="too_many_choices",
         )
     name, workers = resolve_model(model)
-    tokens = [check_context(name, choice, workers) for choice in choices]
+    checked: dict[int, int] = {}
+    tokens = []
+    for first in first_of_each_prompt(choices):
+        if first not in checked:
+            checked[first] = check_context(name, choices[first], workers)
+        tokens.append(checked[first])
     now, owner = time.time(), current().owner
     gens = [
         GenerationRequest(
