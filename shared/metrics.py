@@ -56,7 +56,7 @@ PREFILL = Family("vllm:request_prefill_time_seconds", "Time from admission to th
 DECODE = Family("vllm:request_decode_time_seconds", "Time from the first token to the end", "histogram",
                 REQUEST_BUCKETS)  # fmt: skip
 PROMPT_TOKENS = Family("vllm:prompt_tokens", "Prompt tokens of finished requests", "counter")
-GENERATION_TOKENS = Family("vllm:generation_tokens", "Tokens generated for finished requests", "counter")
+GENERATION_TOKENS = Family("vllm:generation_tokens", "Tokens generated, counted as they are streamed", "counter")
 SUCCESS = Family("vllm:request_success", "Requests that ended, by finished_reason", "counter")
 HANDED_OVER = Family("torchweave_requests_handed_over", "Requests requeued because their worker died "
                      "(another worker resumes them)", "counter")  # fmt: skip

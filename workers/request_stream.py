@@ -56,6 +56,7 @@ class ActiveRequest:
     admitted_at: float = 0.0
     first_token_at: float | None = None  # on this worker (None for a request resumed here)
     last_token_at: float | None = None  # for inter-token latency; None until a token came here
+    tokens_counted: int = 0  # tokens made here that the generation-tokens counter has
 
     @property
     def request_id(self) -> str:
@@ -133,6 +134,11 @@ class StreamWrites:
         )
         active.prompt_logprobs = None
         self._writes.add(bus.append_event, active.request_id, event)
+        # Counted with the event that carries them, so the count moves with the stream (as vLLM counts
+        # per step) and a token lost with a crashed worker, made again by the next, counts once.
+        if active.pending_ids:
+            self.tally.count(metrics.GENERATION_TOKENS, self.labels(active), len(active.pending_ids))
+            active.tokens_counted += len(active.pending_ids)
         active.next_index += 1
         active.pending_ids = []
         active.pending_logprobs = []
@@ -176,7 +182,10 @@ class StreamWrites:
         self.tally.observe(metrics.DECODE, labels, now - (active.first_token_at or active.admitted_at or now))
         self.tally.count(metrics.SUCCESS, {**labels, "finished_reason": reason.value})
         self.tally.count(metrics.PROMPT_TOKENS, labels, usage.prompt_tokens)
-        self.tally.count(metrics.GENERATION_TOKENS, labels, usage.completion_tokens)
+        # Tokens no event carried (a last token with no text): the rest of what this worker made.
+        rest = usage.completion_tokens - len(active.prior_ids) - active.tokens_counted
+        if rest > 0:
+            self.tally.count(metrics.GENERATION_TOKENS, labels, rest)
         if active.request.charge is not None:  # give back what its key reserved and it did not use
             used = usage.prompt_tokens + usage.completion_tokens
             self._writes.add(ratelimit.refund, active.request.charge, used)
