@@ -84,3 +84,5 @@ def configure(log_format: str, level: int | str = logging.INFO) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python's warnings are written to stderr as they are; as log records they take the chosen format.
+    logging.captureWarnings(True)

@@ -54,6 +54,14 @@ def _setup_logging(loglevel: int | None = None, **_: Any) -> None:
     logs.configure(settings.log_format, loglevel or "INFO")
 
 
+@signals.celeryd_after_setup.connect
+def _no_banner_in_json(instance: Any, **_: Any) -> None:
+    """Celery prints a plain-text start-up banner unless the worker is quiet: with LOG_FORMAT=json the
+    log stream carries JSON lines only (the banner's facts are in the worker's heartbeat)."""
+    if settings.log_format == "json":
+        instance.quiet = True
+
+
 def enqueue(request: GenerationRequest) -> None:
     """Put a requeued request's task back on its model's queue, first in line: it had started.
 

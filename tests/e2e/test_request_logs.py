@@ -21,7 +21,8 @@ FLOWER_AUTH = ("tw", "flower-secret")
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a log file; anything else in it (Celery's start-up banner) is skipped."""
+    """The JSON objects of a log file; anything else (what libraries print to stderr before logging is
+    set up: Celery's root-user warning, gevent's) is skipped."""
     lines = []
     for raw in path.read_text(errors="replace").splitlines():
         if raw.startswith("{"):
@@ -51,6 +52,8 @@ def test_a_request_id_runs_through_the_api_task_engine_and_flower(
     api_lines = [x for x in json_lines(observed.api.log_path) if x["request_id"] == rid]
     assert any(x["logger"] == "api.generation.submit" for x in api_lines), api_lines
     assert any(x["logger"] == "gunicorn.access" for x in api_lines), "the access line of the POST"
+    worker_log = observed.worker.log_path.read_text(errors="replace")
+    assert "[queues]" not in worker_log and "[config]" not in worker_log, "Celery's text banner in JSON logs"
     worker_lines = [x for x in json_lines(observed.worker.log_path) if x["request_id"] == rid]
     loggers = {x["logger"] for x in worker_lines}
     assert "celery.app.trace" in loggers, loggers  # the task's own success line
