@@ -44,23 +44,32 @@ def run_requests(url: str) -> list[dict[str, Any]]:
 
 
 def test_request_metrics_equal_what_clients_received(observed: ObservedCluster) -> None:
+    before = scrape(observed.exporter_url, METRICS_TOKEN)  # the cluster is shared: count what this adds
     received = run_requests(observed.url)
     n = len(received)
     assert sorted(u["reason"] for u in received) == ["cancelled", "length", "length", "length", "length",
                                                      "stop"]  # fmt: skip
     # The worker wrote its metrics in the round trip that sent each done event: no wait needed.
     samples = scrape(observed.exporter_url, METRICS_TOKEN)
+
+    def gained(name: str, **labels: str) -> float:
+        return total(samples, name, **labels) - total(before, name, **labels)
+
     for name in HISTOGRAMS:
-        assert total(samples, f"vllm:{name}_seconds_count", model_name=MODEL) == n, name
-        assert total(samples, f"vllm:{name}_seconds_bucket", model_name=MODEL, le="+Inf") == n, name
+        assert gained(f"vllm:{name}_seconds_count", model_name=MODEL) == n, name
+        assert gained(f"vllm:{name}_seconds_bucket", model_name=MODEL, le="+Inf") == n, name
     completion = sum(u["completion_tokens"] for u in received)
-    assert total(samples, "vllm:prompt_tokens_total") == sum(u["prompt_tokens"] for u in received)
-    assert total(samples, "vllm:generation_tokens_total") == completion
+    assert gained("vllm:prompt_tokens_total") == sum(u["prompt_tokens"] for u in received)
+    assert gained("vllm:generation_tokens_total") == completion
     # One inter-token latency per token after each request's first.
-    assert total(samples, "vllm:inter_token_latency_seconds_count") == completion - n
-    assert by_label(samples, "vllm:request_success_total", "finished_reason") == {
-        "length": 4, "stop": 1, "cancelled": 1,
-    }  # fmt: skip
+    assert gained("vllm:inter_token_latency_seconds_count") == completion - n
+    reasons = by_label(samples, "vllm:request_success_total", "finished_reason")
+    earlier = by_label(before, "vllm:request_success_total", "finished_reason")
+    assert {k: v - earlier.get(k, 0.0) for k, v in reasons.items()} == {
+        "length": 4,
+        "stop": 1,
+        "cancelled": 1,
+    }
     [worker] = fleet.list_workers(bus.connect(observed.env["REDIS_URL"]))
     assert {s.labels["worker"] for s in samples if s.name == "vllm:e2e_request_latency_seconds_count"} == {
         worker.worker_id
