@@ -34,25 +34,58 @@ def position_seed(seed: int, position: int) -> int:
     return (seed * _SEED_MIX + position) % (2**63 - 1)
 
 
+# top-k/top-p look for their tokens among the most likely 64, then 1,024, then all: a nucleus is usually
+# small, and sorting a whole 49,152-token row takes longer than a CPU decode step.
+CANDIDATE_WIDTHS = (64, 1024)
+
+
 def filter_logits(
     logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, min_p: torch.Tensor
 ) -> torch.Tensor:
     """Per row of logits [N, V], mask (to -inf) everything outside its top_k tokens (0: off), outside
     its top_p probability mass (1: off), and below min_p times its most likely token's probability."""
     vocab = logits.shape[-1]
-    if bool((top_k > 0).any()) or bool((top_p < 1.0).any()):
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        ranks = torch.arange(vocab, device=logits.device)[None, :]
-        k = torch.where(top_k > 0, top_k, vocab).clamp(max=vocab)
-        drop = ranks >= k[:, None]
-        probs = torch.softmax(sorted_logits.masked_fill(drop, float("-inf")), dim=-1)
-        # Drop a token when the mass before it already reaches top_p; the top token always stays.
-        drop |= (probs.cumsum(-1) - probs) >= top_p[:, None]
-        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    k = torch.where(top_k > 0, top_k, vocab).clamp(max=vocab)
+    nucleus = top_p < 1.0
+    if bool((k < vocab).any()) or bool(nucleus.any()):
+        logits = _top_k_top_p(logits, k, top_p, nucleus)
     if bool((min_p > 0.0).any()):
         probs = torch.softmax(logits, dim=-1)
         logits = logits.masked_fill(probs < min_p[:, None] * probs.amax(-1, keepdim=True), float("-inf"))
     return logits
+
+
+def _top_k_top_p(
+    logits: torch.Tensor, k: torch.Tensor, top_p: torch.Tensor, nucleus: torch.Tensor
+) -> torch.Tensor:
+    """Top-k, then top-p: the k most likely tokens, then of those the fewest whose renormalized mass
+    reaches top_p (a token stays while the mass before it is below top_p); the rest to -inf.
+
+    The rows are ranked with torch.topk over a few candidates, widened while some row's nucleus may
+    reach past them (every candidate kept and their mass short of its top_p)."""
+    vocab = logits.shape[-1]
+    filtering_k = k < vocab
+    most_k = int(k[filtering_k].max()) if bool(filtering_k.any()) else 0
+    widths = sorted({min(vocab, max(w, most_k)) for w in CANDIDATE_WIDTHS} | {vocab})
+    full_norm = torch.logsumexp(logits, dim=-1)  # the normalizer of a row whose k is off
+    for width in widths:
+        top_logits, order = torch.topk(logits, width, dim=-1)
+        in_k = torch.arange(width, device=logits.device)[None, :] < k[:, None]
+        # Renormalized over the k kept tokens (all among the candidates when k is on).
+        kept_norm = torch.logsumexp(top_logits.masked_fill(~in_k, float("-inf")), dim=-1)
+        norm = torch.where(filtering_k, kept_norm, full_norm)
+        probs = torch.exp(top_logits - norm[:, None]).masked_fill(~in_k, 0.0)
+        keep = in_k & ~(nucleus[:, None] & ((probs.cumsum(-1) - probs) >= top_p[:, None]))
+        wide = nucleus & (k > width) & (probs.sum(-1) < top_p)
+        if width == vocab or not bool(wide.any()):
+            break
+    out = torch.full_like(logits, float("-inf")).scatter_(
+        1, order, top_logits.masked_fill(~keep, float("-inf"))
+    )
+    untouched = ~filtering_k & ~nucleus  # rows that ask for neither
+    if bool(untouched.any()):
+        out[untouched] = logits[untouched]
+    return out
 
 
 class Sampler:

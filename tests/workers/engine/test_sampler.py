@@ -6,7 +6,7 @@ import torch
 
 from tests.workers.engine.factories import EOS, make_seqs
 from workers.engine.logits_adjust import apply_repetition_penalty
-from workers.engine.sampler import Sampler
+from workers.engine.sampler import Sampler, filter_logits
 
 CPU = torch.device("cpu")
 
@@ -140,3 +140,31 @@ def test_a_constraint_masks_the_tokens_it_does_not_allow_even_against_a_bias() -
     for _ in range(20):
         assert sampler().sample(logits, [seq])[0].token_id % 2 == 0
     assert constraint.asked[0] == [4]
+
+
+def sorted_filter(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Top-k then top-p by sorting every row whole: the definition filter_logits must keep to."""
+    vocab = logits.shape[-1]
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    drop = torch.arange(vocab)[None, :] >= torch.where(top_k > 0, top_k, vocab)[:, None]
+    probs = torch.softmax(sorted_logits.masked_fill(drop, float("-inf")), dim=-1)
+    drop |= (top_p[:, None] < 1.0) & ((probs.cumsum(-1) - probs) >= top_p[:, None])
+    return logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+
+
+def test_top_k_and_top_p_keep_what_sorting_every_row_keeps() -> None:
+    """Nuclei inside the first 64 candidates, inside 1,024, and wider (the whole row sorted), with and
+    without top_k (one past 1,024), next to a row that filters nothing."""
+    gen = torch.Generator().manual_seed(3)
+    vocab = 5000
+    spreads = [12.0, 12.0, 3.0, 3.0, 0.3, 0.3, 3.0, 0.3, 12.0]
+    logits = torch.stack([torch.randn(vocab, generator=gen) * s for s in spreads])
+    top_k = torch.tensor([0, 40, 0, 300, 0, 2000, 2000, 0, 0])
+    top_p = torch.tensor([0.9, 0.95, 0.9, 0.99, 0.95, 0.9, 1.0, 1.0, 1.0])
+    none = torch.zeros(len(spreads))
+    filtered = filter_logits(logits, top_k, top_p, none)
+    expected = sorted_filter(logits, top_k, top_p)
+    assert torch.equal(torch.isfinite(filtered), torch.isfinite(expected))
+    assert torch.equal(filtered[torch.isfinite(filtered)], logits[torch.isfinite(expected)])
+    kept = torch.isfinite(filtered).sum(-1).tolist()
+    assert kept[0] < 64 and 64 < kept[2] < 1024 and kept[4] > 1024 and kept[7] == kept[8] == vocab, kept
