@@ -58,7 +58,9 @@ ALL_SYSTEMS = [
 WORKLOAD_SYSTEMS = {
     "standard": [s for s in ALL_SYSTEMS if s != "engine_no_prefix_cache"],
     "shared-prefix": ["engine", "engine_no_prefix_cache", "server", "transformers_serve"],
+    "sampled": ["slot_engine", "engine", "server", "transformers_serve"],
 }
+SAMPLED_TEMPERATURE = 1.0  # the sampled workload's; the others are greedy
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,9 +69,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument(
         "--workload",
-        choices=["standard", "shared-prefix"],
+        choices=sorted(WORKLOAD_SYSTEMS),
         default="standard",
-        help="shared-prefix: every prompt starts with the same --system-prompt-len tokens",
+        help="shared-prefix: every prompt starts with the same --system-prompt-len tokens; "
+        f"sampled: the standard prompts at temperature {SAMPLED_TEMPERATURE} instead of greedy",
     )
     p.add_argument("--system-prompt-len", type=int, default=512)
     p.add_argument(
@@ -178,6 +181,7 @@ def main() -> int:
     out = args.out or PROJECT_ROOT / "bench-results" / f"{args.shape}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     shared = args.system_prompt_len if args.workload == "shared-prefix" else 0
+    temperature = SAMPLED_TEMPERATURE if args.workload == "sampled" else 0.0
     prompt_tokens = shared + args.prompt_len
     max_model_len = prompt_tokens + args.new_tokens + 8
 
@@ -233,7 +237,7 @@ def main() -> int:
             with bar(system, args.requests * args.new_tokens) as b:
                 runs[system] = systems.engine_in_process(
                     model, prompts, args.new_tokens, arrivals, max_model_len, args.max_batch_tokens, b,
-                    caching, system,
+                    caching, system, temperature=temperature,
                 )  # fmt: skip
         elif system == "server":
             model.save_pretrained(model_dir, safe_serialization=True)
@@ -242,7 +246,7 @@ def main() -> int:
                 warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
                 bench_http.server(url, texts, 4, warm_arrivals, silent)
                 with bar(system, args.requests * args.new_tokens) as b:
-                    runs[system] = bench_http.server(url, texts, args.new_tokens, arrivals, b)
+                    runs[system] = bench_http.server(url, texts, args.new_tokens, arrivals, b, temperature)
             finally:
                 redis_server, worker, api = procs
                 api.stop()
@@ -254,7 +258,7 @@ def main() -> int:
                 model_dir=str(model_dir), dtype=args.dtype, device=args.device, prompts=prompts,
                 new_tokens=args.new_tokens, concurrency=args.concurrency, requests=args.requests,
                 stagger_s=args.stagger_ms / 1000, max_model_len=max_model_len,
-                max_batch_tokens=args.max_batch_tokens,
+                max_batch_tokens=args.max_batch_tokens, temperature=temperature,
             )  # fmt: skip
             print(
                 f"{system:>18}: commit {bench_baseline.SLOT_ENGINE_COMMIT[:10]} in a subprocess", flush=True
@@ -268,7 +272,9 @@ def main() -> int:
                 warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
                 bench_http.peer(url, str(peer_dir), texts, 4, warm_arrivals, silent)
                 with bar(system, args.requests * args.new_tokens) as b:
-                    runs[system] = bench_http.peer(url, str(peer_dir), texts, args.new_tokens, arrivals, b)
+                    runs[system] = bench_http.peer(
+                        url, str(peer_dir), texts, args.new_tokens, arrivals, b, temperature
+                    )
             finally:
                 proc.stop()
 
@@ -283,6 +289,7 @@ def main() -> int:
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "workload": args.workload,
+        "temperature": temperature,
         "system_prompt_len": shared,
         "concurrency": args.concurrency,
         "prompt_len": args.prompt_len,

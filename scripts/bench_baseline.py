@@ -33,6 +33,9 @@ warm = systems.Arrivals(job["concurrency"], job["concurrency"], 0.0)
 limits = job["max_model_len"], job["max_batch_tokens"]
 systems.engine_in_process(model, job["prompts"], 4, warm, *limits, quiet)
 arrivals = systems.Arrivals(job["concurrency"], job["requests"], job["stagger_s"])
+# The old engine_in_process is greedy by itself; the sampled workload sets its options' temperature.
+greedy_options = systems.SamplingOptions
+systems.SamplingOptions = lambda **kw: greedy_options(**{**kw, "temperature": job["temperature"]})
 run = systems.engine_in_process(model, job["prompts"], job["new_tokens"], arrivals, *limits, quiet)
 print(json.dumps({"requests": [vars(r) for r in run.requests], "wall_s": run.wall_s, "extra": run.extra}))
 """

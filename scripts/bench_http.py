@@ -49,14 +49,15 @@ def play(arrivals: Arrivals, send: Callable[[int], RequestTimes], timeout_s: flo
 
 
 def server(
-    url: str, texts: list[str], new_tokens: int, arrivals: Arrivals, bar: tqdm, timeout_s: float = 1800
-) -> Run:
+    url: str, texts: list[str], new_tokens: int, arrivals: Arrivals, bar: tqdm, temperature: float = 0.0,
+    timeout_s: float = 1800,
+) -> Run:  # fmt: skip
     """The whole server: HTTP submit, Redis, a Celery worker, and the SSE stream back."""
     worker_side: list[tuple[float, float]] = []  # (submitted -> first step began, -> first token written)
 
     def send(rid: int) -> RequestTimes:
         rt = RequestTimes(time.perf_counter())
-        body = {"prompt": texts[rid % len(texts)], "max_new_tokens": new_tokens, "temperature": 0,
+        body = {"prompt": texts[rid % len(texts)], "max_new_tokens": new_tokens, "temperature": temperature,
                 "ignore_eos": True}  # fmt: skip
         sub = requests.post(f"{url}/v1/requests", json=body, timeout=30).json()
         with requests.get(sub["stream_url"], stream=True, timeout=timeout_s) as resp:
@@ -119,13 +120,14 @@ def start_peer(
 
 def peer(
     url: str, model: str, texts: list[str], new_tokens: int, arrivals: Arrivals, bar: tqdm,
-    timeout_s: float = 1800,
+    temperature: float = 0.0, timeout_s: float = 1800,
 ) -> Run:  # fmt: skip
     """transformers serve's OpenAI completions endpoint, streamed: one chunk a token."""
 
     def send(rid: int) -> RequestTimes:
         rt = RequestTimes(time.perf_counter())
-        body = {"model": model, "prompt": texts[rid % len(texts)], "max_tokens": new_tokens, "temperature": 0,
+        body = {"model": model, "prompt": texts[rid % len(texts)], "max_tokens": new_tokens,
+                "temperature": temperature,
                 "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
         with requests.post(f"{url}/v1/completions", json=body, stream=True, timeout=timeout_s) as resp:
             resp.raise_for_status()

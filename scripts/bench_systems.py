@@ -126,7 +126,7 @@ class Arrivals:
 def engine_in_process(
     model: Any, prompts: list[list[int]], new_tokens: int, arrivals: Arrivals, max_model_len: int,
     max_batch_tokens: int, bar: tqdm, prefix_caching: bool = True, system: str = "engine",
-    num_blocks: int | None = None,
+    num_blocks: int | None = None, temperature: float = 0.0,
 ) -> Run:  # fmt: skip
     """Our engine, stepped in a loop that plays the arrivals in real time. Its KV budget is num_blocks,
     by default what a slot cache of `concurrency` requests would hold, so both engines get the same
@@ -141,7 +141,7 @@ def engine_in_process(
         enable_prefix_caching=prefix_caching,
         num_blocks=blocks,
     )
-    opts = SamplingOptions(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
+    opts = SamplingOptions(max_new_tokens=new_tokens, temperature=temperature, ignore_eos=True)
     start = time.perf_counter()
     queues = {c: arrivals.client_requests(c) for c in range(arrivals.concurrency)}
     due = sorted((start + c * arrivals.stagger_s, c) for c in queues if queues[c])
