@@ -63,7 +63,7 @@ def main() -> None:
     client = bus.connect(s.redis_url, s.redis_tls_verify)
     registry = CollectorRegistry()
     registry.register(RedisStateCollector(client, s.model))
-    registry.register(RequestMetricsCollector(client, s.model))
+    registry.register(RequestMetricsCollector(client, s.model, s.metrics_retention_s))
     app = require_token(classic_text(make_wsgi_app(registry)), s.metrics_token)
     server = make_server(s.host, s.metrics_port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     log.info("metrics on http://%s:%d/metrics", s.host, s.metrics_port)

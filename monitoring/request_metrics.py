@@ -3,16 +3,19 @@
 
 Any number of workers on any number of hosts add to the same Redis hash, so one scrape of this
 exporter sees every worker's totals, including those of workers that have since died or restarted.
+A worker whose heartbeat has been gone for METRICS_RETENTION seconds has its series deleted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from shared import fleet, keys, metrics
+from shared.messages import WorkerInfo
 
 WORKER_LABELS = ["model_name", "worker"]
 
@@ -20,18 +23,33 @@ WORKER_LABELS = ["model_name", "worker"]
 class RequestMetricsCollector:
     """vllm:* and torchweave_requests_* series, read from Redis at each scrape."""
 
-    def __init__(self, client: redis.Redis, default_model: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        default_model: str,
+        retention_s: float = 86400.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.redis = client
         self.default_model = default_model
+        self.retention_s = retention_s
+        self.clock = clock
+        self._gone_since: dict[str, float] = {}  # worker id -> when a scrape first found no heartbeat
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._stored()
-        yield from self._gauges()
+        workers = fleet.list_workers(self.redis)
+        yield from self._stored({w.worker_id for w in workers})
+        yield from self._gauges([w for w in workers if w.model])
 
-    def _stored(self) -> Iterator[Metric]:
+    def _stored(self, live: set[str]) -> Iterator[Metric]:
         by_family: dict[str, list[metrics.Series]] = {f.name: [] for f in metrics.FAMILIES}
-        for series in metrics.read(self.redis):
-            by_family[series.family.name].append(series)
+        stored = metrics.read(self.redis)
+        expired = self._expired({s.labels.get("worker", "") for s in stored} - live - {""})
+        if expired:
+            metrics.forget_workers(self.redis, expired)
+        for series in stored:
+            if series.labels.get("worker") not in expired:
+                by_family[series.family.name].append(series)
         for family in metrics.FAMILIES:
             found = by_family[family.name]
             names = sorted({k for s in found for k in s.labels} | set(WORKER_LABELS))
@@ -47,8 +65,14 @@ class RequestMetricsCollector:
                 histogram.add_metric([s.labels.get(k, "") for k in names], buckets, s.sum)
             yield histogram
 
-    def _gauges(self) -> Iterator[Metric]:
-        workers = [w for w in fleet.list_workers(self.redis) if w.model]
+    def _expired(self, gone: set[str]) -> set[str]:
+        """The stopped workers (series but no heartbeat) first seen stopped retention_s ago or more. An
+        exporter counts from its own first sight, so a restarted exporter waits the retention again."""
+        now = self.clock()
+        self._gone_since = {w: self._gone_since.get(w, now) for w in gone}
+        return {w for w, since in self._gone_since.items() if now - since >= self.retention_s}
+
+    def _gauges(self, workers: list[WorkerInfo]) -> Iterator[Metric]:
         running = GaugeMetricFamily("vllm:num_requests_running", "Requests in engine steps",
                                     labels=WORKER_LABELS)  # fmt: skip
         waiting = GaugeMetricFamily(

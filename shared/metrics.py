@@ -56,7 +56,9 @@ PREFILL = Family("vllm:request_prefill_time_seconds", "Time from admission to th
 DECODE = Family("vllm:request_decode_time_seconds", "Time from the first token to the end", "histogram",
                 REQUEST_BUCKETS)  # fmt: skip
 PROMPT_TOKENS = Family("vllm:prompt_tokens", "Prompt tokens of finished requests", "counter")
-GENERATION_TOKENS = Family("vllm:generation_tokens", "Tokens generated, counted as they are streamed", "counter")
+GENERATION_TOKENS = Family(
+    "vllm:generation_tokens", "Tokens generated, counted as they are streamed", "counter"
+)
 SUCCESS = Family("vllm:request_success", "Requests that ended, by finished_reason", "counter")
 HANDED_OVER = Family("torchweave_requests_handed_over", "Requests requeued because their worker died "
                      "(another worker resumes them)", "counter")  # fmt: skip
@@ -107,6 +109,16 @@ class Tally:
         pairs = [x for field, amount in self._incr.items() for x in (field, repr(amount))]
         marker = keys.metrics_once_key(once or uuid.uuid4().hex)
         run_script(pipe, _FLUSH, [keys.METRICS, marker], ONCE_TTL_S, *pairs)
+
+
+def forget_workers(r: Any, worker_ids: set[str]) -> int:
+    """Delete every series of these workers (stopped ones: their totals stay in Prometheus's history, and a
+    crash-looping worker, a new id each start, must not grow the hash without end). Returns the fields
+    deleted."""
+    doomed = [
+        raw for raw, _ in r.hscan_iter(keys.METRICS) if dict(json.loads(raw)[1]).get("worker") in worker_ids
+    ]
+    return int(r.hdel(keys.METRICS, *doomed)) if doomed else 0
 
 
 def count_requeue(r: Any, model: str, worker_id: str, reason: str) -> None:

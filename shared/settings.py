@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     port: int = _env("PORT", 8000, ge=0, le=65535)
     flower_port: int = _env("FLOWER_PORT", 5555, ge=0, le=65535)
     metrics_port: int = _env("METRICS_PORT", 9100, ge=0, le=65535)
+    metrics_retention_s: float = _env(
+        "METRICS_RETENTION", 86400.0, "seconds the exporter keeps a stopped worker's series", ge=0
+    )
     num_workers: int = _env("WORKERS", 1, "worker processes `make run` starts", ge=0)
     max_queued: int = _env("MAX_QUEUED", 256, "waiting requests per model before 429", ge=1)
     max_attempts: int = _env("MAX_ATTEMPTS", 3, "workers a request may lose before it fails", ge=1)

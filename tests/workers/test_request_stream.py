@@ -17,7 +17,7 @@ from workers.text_output import TextOutput
 
 @pytest.fixture
 def r(redis_url: str) -> redis.Redis:
-    return bus.connect(redis_url.rsplit("/", 1)[0] + "/6")  # a database no worker uses
+    return bus.connect(redis_url.rsplit("/", 1)[0] + "/15")  # a database of its own
 
 
 def generated(r: redis.Redis, model: str) -> float:
