@@ -51,6 +51,10 @@ class GuardedGeventWorker(GeventWorker):
             with contextlib.suppress(OSError):
                 client.sendall(_refusal(self.max_per_client))
             client.close()
+            # Imported here, in the forked process: the master loads this class before any app code.
+            from api import telemetry
+
+            telemetry.count_rejected(429, "too_many_connections")
             return
         self.open_per_client[peer] += 1
         try:

@@ -10,6 +10,7 @@ import time
 
 import requests
 
+from devtools.scrape import scrape, total
 from tests.adversarial.conftest import Cluster, connect_from
 
 SLOW_HEAD = (
@@ -52,8 +53,11 @@ def test_one_address_holds_at_most_its_share_of_connections(adv: Cluster) -> Non
         reply = read_reply(extra, timeout_s=10)
         extra.close()
         assert reply.startswith(b"HTTP/1.1 429") and b"too_many_connections" in reply
-        # Another address is served as usual meanwhile.
+        # Another address is served as usual meanwhile, and the refusal is counted.
         assert requests.get(f"{adv.url}/v1/models", timeout=10).status_code == 200
+        samples = scrape(f"{adv.url}/metrics")
+        rejected = "torchweave_requests_rejected_total"
+        assert total(samples, rejected, status="429", reason="too_many_connections") >= 1
     finally:
         for sock in streams:
             sock.close()
