@@ -46,6 +46,9 @@ from scripts import bench_baseline, bench_http, bench_report
 from scripts import bench_systems as systems
 from shared.settings import PROJECT_ROOT
 from workers.builtin_model import SHAPES, build_tokenizer, random_model
+from workers.engine.engine import DEFAULT_BLOCK_SIZE
+from workers.engine.kv_cache import bytes_per_block
+from workers.engine.model_runner import cache_shape
 from workers.malloc_tuning import keep_freed_memory
 from workers.model_loader import pick_device, pick_dtype
 
@@ -59,6 +62,8 @@ WORKLOAD_SYSTEMS = {
     "standard": [s for s in ALL_SYSTEMS if s != "engine_no_prefix_cache"],
     "shared-prefix": ["engine", "engine_no_prefix_cache", "server", "transformers_serve"],
     "sampled": ["slot_engine", "engine", "server", "transformers_serve"],
+    # The slot engine's side of a long context under one KV budget is scripts/bench_capacity.py's.
+    "long-context": ["engine", "server", "transformers_serve"],
 }
 SAMPLED_TEMPERATURE = 1.0  # the sampled workload's; the others are greedy
 
@@ -72,13 +77,22 @@ def parse_args() -> argparse.Namespace:
         choices=sorted(WORKLOAD_SYSTEMS),
         default="standard",
         help="shared-prefix: every prompt starts with the same --system-prompt-len tokens; "
-        f"sampled: the standard prompts at temperature {SAMPLED_TEMPERATURE} instead of greedy",
+        f"sampled: the standard prompts at temperature {SAMPLED_TEMPERATURE} instead of greedy; "
+        "long-context: a context of --long-context tokens, prompts of --long-prompts lengths in turn, "
+        "and a KV budget of --kv-tokens for our engine and server",
     )
     p.add_argument("--system-prompt-len", type=int, default=512)
     p.add_argument(
         "--prompt-len", type=int, default=32, help="tokens per prompt (shared-prefix: per question)"
     )
     p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--long-context", type=int, default=8192, help="long-context: MAX_MODEL_LEN")
+    p.add_argument(
+        "--long-prompts", default="32,32,32,32,32,256,1024,4096", help="long-context: prompt lengths, in turn"
+    )
+    p.add_argument(
+        "--kv-tokens", type=int, default=32768, help="long-context: tokens of KV cache (4 x 8,192 by default)"
+    )
     p.add_argument(
         "--requests", type=int, default=0, help="engine and server requests (default 6 x concurrency)"
     )
@@ -123,19 +137,22 @@ def prefill_time(model: Any, prompt: list[int], repeats: int = 5) -> float:
     return statistics.median(samples)
 
 
-def auto_stagger(model: Any, prompts: list[list[int]], args: argparse.Namespace, max_model_len: int) -> float:
+def auto_stagger(
+    model: Any, prompts: list[list[int]], args: argparse.Namespace, max_model_len: int, kv_blocks: int | None
+) -> float:
     """Seconds between the clients' first requests: half a request's lifetime (new_tokens full-batch
     decode steps, timed in a warm-up run) spread over the clients."""
     warm = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
     run = systems.engine_in_process(
-        model, prompts, 8, warm, max_model_len, args.max_batch_tokens, tqdm(disable=True)
-    )
+        model, prompts, 8, warm, max_model_len, args.max_batch_tokens, tqdm(disable=True),
+        num_blocks=kv_blocks,
+    )  # fmt: skip
     step_s = float(run.extra.get("full_batch_step_s_p50") or 0.0)
     return step_s * args.new_tokens / 2 / args.concurrency
 
 
 def start_server(
-    model_dir: Path, args: argparse.Namespace, max_model_len: int, log_dir: Path
+    model_dir: Path, args: argparse.Namespace, max_model_len: int, log_dir: Path, kv_bytes: int | None = None
 ) -> tuple[Any, str]:
     redis_server = EmbeddedRedis(log_dir / "redis").start()
     env = {
@@ -149,6 +166,7 @@ def start_server(
         "DEVICE": args.device,
         "DTYPE": args.dtype,
         "PYTHONPATH": str(PROJECT_ROOT),
+        **({"KV_CACHE_MEMORY": str(kv_bytes)} if kv_bytes else {}),
     }
     worker = start_worker(env, log_dir)
     api, url = start_api(env, log_dir)
@@ -184,22 +202,34 @@ def main() -> int:
     temperature = SAMPLED_TEMPERATURE if args.workload == "sampled" else 0.0
     prompt_tokens = shared + args.prompt_len
     max_model_len = prompt_tokens + args.new_tokens + 8
+    lengths = [prompt_tokens] * max(args.concurrency, args.requests)
+    kv_blocks = None  # the engine's default: what `concurrency` slots of max_model_len would hold
+    if args.workload == "long-context":
+        cycle = [int(x) for x in args.long_prompts.split(",") if x]
+        lengths = [cycle[i % len(cycle)] for i in range(len(lengths))]
+        max_model_len = args.long_context
+        kv_blocks = -(-args.kv_tokens // DEFAULT_BLOCK_SIZE)
 
     print(f"building the random-weight '{args.shape}' model on {device} ({dtype})", flush=True)
     model = random_model(
         args.shape, seed=args.seed, initializer_range=0.02, device=device, dtype=dtype
     ).eval()
+    # The served context is the model's own unless MAX_MODEL_LEN is shorter: every system gets this one.
+    model.config.max_position_embeddings = max(model.config.max_position_embeddings, max_model_len)
     work = Path(tempfile.mkdtemp(prefix="torchweave-bench-"))
     model_dir = work / "model"
     build_tokenizer(model_dir, vocab_size=model.config.vocab_size)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    texts = make_texts(max(args.concurrency, args.requests), args.prompt_len, args.seed, shared)
+    if args.workload == "long-context":
+        texts = [make_texts(1, n, args.seed + i)[0] for i, n in enumerate(lengths)]
+    else:
+        texts = make_texts(len(lengths), args.prompt_len, args.seed, shared)
     prompts = [tokenizer(t)["input_ids"] for t in texts]
-    assert all(len(p) == prompt_tokens for p in prompts), "a prompt did not tokenize to its length"
+    assert [len(p) for p in prompts] == lengths, "a prompt did not tokenize to its length"
     if args.stagger_ms < 0:
-        args.stagger_ms = round(1000 * auto_stagger(model, prompts, args, max_model_len), 1)
+        args.stagger_ms = round(1000 * auto_stagger(model, prompts, args, max_model_len, kv_blocks), 1)
         print(f"clients start {args.stagger_ms} ms apart", flush=True)
     arrivals = systems.Arrivals(args.concurrency, args.requests, args.stagger_ms / 1000)
     n_seq, n_gb = min(args.sequential_requests, len(prompts)), min(args.generate_batch_requests, len(prompts))
@@ -232,16 +262,24 @@ def main() -> int:
             caching = system == "engine"
             warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
             systems.engine_in_process(
-                model, prompts, 4, warm_arrivals, max_model_len, args.max_batch_tokens, silent, caching
-            )
+                model, prompts, 4, warm_arrivals, max_model_len, args.max_batch_tokens, silent, caching,
+                num_blocks=kv_blocks,
+            )  # fmt: skip
             with bar(system, args.requests * args.new_tokens) as b:
                 runs[system] = systems.engine_in_process(
                     model, prompts, args.new_tokens, arrivals, max_model_len, args.max_batch_tokens, b,
-                    caching, system, temperature=temperature,
+                    caching, system, num_blocks=kv_blocks, temperature=temperature,
                 )  # fmt: skip
         elif system == "server":
             model.save_pretrained(model_dir, safe_serialization=True)
-            procs, url = start_server(model_dir, args, max_model_len, work)
+            kv_bytes = None
+            if kv_blocks:  # the engine's budget, in the bytes KV_CACHE_MEMORY takes
+                layers, kv_heads, head_dim = cache_shape(model.config)
+                per_block = bytes_per_block(
+                    layers, DEFAULT_BLOCK_SIZE, kv_heads, head_dim, model.dtype.itemsize
+                )
+                kv_bytes = kv_blocks * per_block
+            procs, url = start_server(model_dir, args, max_model_len, work, kv_bytes)
             try:
                 warm_arrivals = systems.Arrivals(args.concurrency, args.concurrency, 0.0)
                 bench_http.server(url, texts, 4, warm_arrivals, silent)
@@ -290,6 +328,9 @@ def main() -> int:
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "workload": args.workload,
         "temperature": temperature,
+        "max_model_len": max_model_len,
+        "prompt_lengths": sorted(set(lengths)),
+        "kv_cache_tokens": kv_blocks * DEFAULT_BLOCK_SIZE if kv_blocks else None,
         "system_prompt_len": shared,
         "concurrency": args.concurrency,
         "prompt_len": args.prompt_len,
