@@ -67,13 +67,14 @@ def _top_k_top_p(
     filtering_k = k < vocab
     most_k = int(k[filtering_k].max()) if bool(filtering_k.any()) else 0
     widths = sorted({min(vocab, max(w, most_k)) for w in CANDIDATE_WIDTHS} | {vocab})
-    full_norm = torch.logsumexp(logits, dim=-1)  # the normalizer of a row whose k is off
+    # The normalizer of a row whose k is off: a pass over every row, skipped when each row has its k.
+    full_norm = None if bool(filtering_k.all()) else torch.logsumexp(logits, dim=-1)
     for width in widths:
         top_logits, order = torch.topk(logits, width, dim=-1)
         in_k = torch.arange(width, device=logits.device)[None, :] < k[:, None]
         # Renormalized over the k kept tokens (all among the candidates when k is on).
         kept_norm = torch.logsumexp(top_logits.masked_fill(~in_k, float("-inf")), dim=-1)
-        norm = torch.where(filtering_k, kept_norm, full_norm)
+        norm = kept_norm if full_norm is None else torch.where(filtering_k, kept_norm, full_norm)
         probs = torch.exp(top_logits - norm[:, None]).masked_fill(~in_k, 0.0)
         keep = in_k & ~(nucleus[:, None] & ((probs.cumsum(-1) - probs) >= top_p[:, None]))
         wide = nucleus & (k > width) & (probs.sum(-1) < top_p)
