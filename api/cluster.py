@@ -27,8 +27,10 @@ def workers() -> Response:
 @admin_only
 @documented(errors=(401, 403))
 def status() -> Response:
-    """The whole system in one look: workers by state, models by state, queue depth per model."""
+    """The whole system in one look: workers by state, models by state, queue depth per model, and where
+    Flower is (FLOWER_URL, else FLOWER_PORT on the host the caller reached)."""
     r = context.redis_client()
+    s = context.settings()
     workers = fleet.list_workers(r)
     models = catalog.summaries(r, workers)
     return jsonify(
@@ -50,6 +52,7 @@ def status() -> Response:
             "ttft_ms": {
                 name: ttft_percentiles(ttfts) for name, ttfts in fleet.recent_ttfts(r, list(models)).items()
             },
+            "flower": {"url": s.flower_url or None, "port": s.flower_port},
         }
     )
 

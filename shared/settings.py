@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = _env("SSE_HEARTBEAT", 15.0, gt=0)
     port: int = _env("PORT", 8000, ge=0, le=65535)
     flower_port: int = _env("FLOWER_PORT", 5555, ge=0, le=65535)
+    flower_url: str = _env("FLOWER_URL", "", "where browsers reach Flower ('': FLOWER_PORT on the UI's host)")
     metrics_port: int = _env("METRICS_PORT", 9100, ge=0, le=65535)
     metrics_retention_s: float = _env(
         "METRICS_RETENTION", 86400.0, "seconds the exporter keeps a stopped worker's series", ge=0

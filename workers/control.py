@@ -88,6 +88,8 @@ def _drain(**_: Any) -> None:
         return
 
     def wait_then_hand_back() -> None:
+        if svc.num_active:
+            svc.note_drain()  # the timelines then tell this stop from a lost worker
         deadline = time.monotonic() + settings.drain_timeout_s
         while svc.num_active and time.monotonic() < deadline:
             time.sleep(0.1)

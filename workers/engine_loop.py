@@ -133,10 +133,12 @@ class EngineLoop:
                 ttl_s=self.settings.stream_ttl_s,
             )
             if result == "requeued":
-                self.enqueue(active.request)
+                # The step before the task: the worker that takes it records "claimed" after this.
                 with contextlib.suppress(redis.RedisError):
                     timeline.record(self.redis, active.request_id, "requeued", self.settings.stream_ttl_s,
                                     reason="handed back", worker=self.worker_id)  # fmt: skip
+                self.enqueue(active.request)
+                with contextlib.suppress(redis.RedisError):
                     metrics.count_requeue(self.redis, active.request.model, self.worker_id, "handed_back")
             log.info("handed %s back to the queue (%s)", active.request_id, result,
                      extra=logs.about(active.request_id))  # fmt: skip

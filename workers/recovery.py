@@ -33,16 +33,18 @@ def reap(r: redis.Redis, settings: Settings, enqueue: Callable[[GenerationReques
         result = lifecycle.requeue(
             r, stored.request, holder=None, max_attempts=settings.max_attempts, ttl_s=settings.stream_ttl_s
         )
+        if result == "skipped":
+            continue
         lost = stored.state.worker_id
+        # Recorded before the task goes out: the worker that takes it records "claimed" after this.
+        timeline.record(r, rid, result, settings.stream_ttl_s, reason="its worker stopped", worker=lost)
         if result == "requeued":
             enqueue(stored.request)
             metrics.count_requeue(r, stored.request.model, lost or "", "worker_lost")
-        elif result == "failed":
+        else:
             metrics.count_ended_unrun(r, stored.request.model, lost or "", FinishReason.ERROR.value)
-        if result != "skipped":
-            timeline.record(r, rid, result, settings.stream_ttl_s, reason="its worker stopped", worker=lost)
-            log.warning("request %s lost its worker: %s", rid, result, extra=logs.about(rid))
-            handled.append(rid)
+        log.warning("request %s lost its worker: %s", rid, result, extra=logs.about(rid))
+        handled.append(rid)
     for rid in admission.stale_dispatches(r, settings.redispatch_after_s):
         stored = bus.load_request(r, rid)
         if stored is None:

@@ -85,9 +85,10 @@ class StreamWrites:
 
     def admitted(self, active: ActiveRequest, step: int) -> None:
         """The request joined the batch at engine step `step` (a timeline step only)."""
-        self._writes.add(
-            timeline.record, active.request_id, "admitted", self.ttl_s, worker=self.worker_id, step=step
-        )
+        # Each timeline step below is stamped with when it happened, not when the step's writes go out:
+        # the page then shows one first-token time, the same as the TTFT beside it.
+        self._writes.add(timeline.record, active.request_id, "admitted", self.ttl_s, at=active.admitted_at,
+                         worker=self.worker_id, step=step)  # fmt: skip
 
     def start(self, active: ActiveRequest, started_at: float, first_token_at: float) -> None:
         """The request is running here and has its first token."""
@@ -106,8 +107,8 @@ class StreamWrites:
         self._writes.add(bus.update_state, active.request_id, state)
         self._writes.add(bus.expire_request, active.request_id, self.ttl_s)
         ttft = first_token_at - active.request.created_at
-        self._writes.add(timeline.record, active.request_id, "first_token", self.ttl_s, worker=self.worker_id,
-                         ttft_s=round(ttft, 6))  # fmt: skip
+        self._writes.add(timeline.record, active.request_id, "first_token", self.ttl_s, at=first_token_at,
+                         worker=self.worker_id, ttft_s=round(ttft, 6))  # fmt: skip
         self._writes.add(fleet.note_ttft, active.request.model, ttft)
 
     def token(self, active: ActiveRequest, now: float) -> None:
@@ -171,7 +172,7 @@ class StreamWrites:
             worker_id=self.worker_id,
         )
         self._writes.add(bus.update_state, rid, state)
-        self._writes.add(timeline.record, rid, state.status.value, self.ttl_s, worker=self.worker_id,
+        self._writes.add(timeline.record, rid, state.status.value, self.ttl_s, at=now, worker=self.worker_id,
                          finish_reason=reason.value, error=error, tokens=usage.completion_tokens)  # fmt: skip
         self._writes.add(bus.expire_request, rid, self.ttl_s)
         self._writes.add(lifecycle.release, rid)

@@ -189,6 +189,17 @@ class EngineService:
         finally:
             self.seats.leave(request.request_id)
 
+    def note_drain(self) -> None:
+        """Say on each held request's timeline that this worker is stopping: it finishes what it can within
+        DRAIN_TIMEOUT and hands the rest back. Informational: the stop goes on if Redis cannot take it."""
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.redis.pipeline(transaction=False)
+            ttl_s, worker = self.settings.stream_ttl_s, self.worker_id
+            for request_id in self.claimed_ids():
+                timeline.record(pipe, request_id, "draining", ttl_s, worker=worker,
+                                timeout_s=self.settings.drain_timeout_s)  # fmt: skip
+            pipe.execute()
+
     def hand_back(self) -> None:
         """Give every request back to the queue (after a drain timeout); they continue elsewhere."""
         self.loop.put(self.loop.hand_back_all)

@@ -121,11 +121,19 @@ def test_sigterm_hands_unfinished_requests_back(
         submit(url, prompt=p, max_new_tokens=MAX_NEW * 2, temperature=0, ignore_eos=True) for p in PROMPTS
     ]
     head, _ = read_first(subs[0]["stream_url"], 3)
-    pid = pid_of(worker_of(url, subs[0]["id"]))
+    stopped = worker_of(url, subs[0]["id"])
+    pid = pid_of(stopped)
     os.kill(pid, signal.SIGTERM)  # drain timeout is 1 s here: the rest is handed back
     events = head + indexed(read_sse(f"{subs[0]['stream_url']}?from={head[-1].id}", timeout=90))
     assert [e.data["index"] for e in events] == list(range(len(events)))
     assert stream_text(events) == greedy_text(reference, PROMPTS[0], MAX_NEW * 2, ignore_eos=True)
+    # Its timeline tells this stop from a crash: the worker said it was draining, then handed the request
+    # back, and only then did the other worker claim it.
+    steps = requests.get(f"{url}/v1/requests/{subs[0]['id']}/timeline", timeout=5).json()["steps"]
+    moves = [(s["kind"], s["worker"]) for s in steps if s["kind"] in ("claimed", "draining", "requeued")]
+    assert moves[:3] == [("claimed", stopped), ("draining", stopped), ("requeued", stopped)], moves
+    assert [kind for kind, _ in moves[3:]] == ["claimed"] and moves[3][1] != stopped, moves
+    assert next(s for s in steps if s["kind"] == "requeued")["reason"] == "handed back"
     proc = next(p for p in workers.values() if p.pid == pid)
     wait_for(lambda: not proc.is_alive(), 30, "the worker to exit")
     assert proc.popen.returncode == 0  # a clean exit

@@ -1,10 +1,11 @@
 """The web UI at /ui/ in a real browser (Debian's chromium), every request outside the server blocked.
 
 A chat answer streams and equals the request's text, Stop cancels, a dropped stream resumes with no lost
-or doubled token; the timeline shows the phases in order and follows a running request; Load shows a
-progress bar to ready and Unload idles the worker; the monitor's charts grow while requests run; a keyed
-server asks for a key and says plainly what needs an admin. No page logs an error, and the screenshots
-in docs/ui/ come from these runs (UPDATE_SCREENSHOTS=1).
+or doubled token; the timeline shows the phases in time order, cuts no band's name, and tells a stopped
+worker from a lost one; Load shows a progress bar to ready and Unload idles the worker; the monitor's
+charts grow while requests run and its Flower link follows FLOWER_PORT; a keyed server asks for a key and
+says plainly what needs an admin. No page logs an error, and the screenshots in docs/ui/ come from these
+runs (UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SHOTS = (
 BUILTIN = "torchweave-tiny"
 SECOND = "torchweave-tiny2"
 ADMIN = "tw-ui-admin-key"
+FLOWER_PORT = 5601  # nothing listens there: only the Monitor's link to Flower reads it
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +110,7 @@ def cluster(
         "MODEL_DIR": str(tmp_path_factory.mktemp("ui_model_dir")),
         "MAX_BATCH": "4",
         "HF_HUB_OFFLINE": "1",
+        "FLOWER_PORT": str(FLOWER_PORT),  # not Flower's default: the Monitor's link must follow it
     }
     with ThreadPoolExecutor(2) as pool:  # the two start together: about 8 s instead of 16
         workers = list(pool.map(lambda name: start_worker(env, log_dir, name), ["ui-w1", "ui-w2"]))
@@ -167,8 +170,10 @@ def test_a_chat_answer_streams_to_the_requests_text_and_stop_cancels(
     expect(answer.get_by_role("link", name="timeline")).to_have_attribute("href", f"/ui/requests/{rid}")
     assert page.evaluate("window.shifts") == []  # no jump: the answer's room was reserved
     screenshot(page, "chat-light.png")
-    page.get_by_role("button", name="Dark theme").click()
+    # The theme button says what a click does, not which theme is on.
+    page.get_by_role("button", name="Switch to dark theme").click()
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    expect(page.locator("#theme")).to_have_text("Switch to light theme")
     screenshot(page, "chat-dark.png")
 
     # Stop: a long answer ends as cancelled, showing exactly what was generated before the stop.
@@ -234,9 +239,15 @@ def test_the_timeline_shows_the_phases_in_order_and_follows_a_running_request(
     worker = record(cluster, sub["id"])["worker_id"]
     for kind in ("claimed", "admitted", "first_token", "finished"):
         expect(page.locator(f"#timeline-steps li[data-kind={kind}]")).to_contain_text(worker)
-    tokens = requests.get(f"{cluster}/v1/requests/{sub['id']}/timeline", timeout=5).json()["tokens"]
+    recorded = requests.get(f"{cluster}/v1/requests/{sub['id']}/timeline", timeout=5).json()
+    tokens = recorded["tokens"]
     expect(page.locator("#timeline-tokens")).to_have_attribute("data-points", str(len(tokens)))
     expect(page.locator("#timeline-track .band.decoding")).to_have_count(1)
+    assert_band_names_fit(page)
+    # One first-token time: its place on the axis is the TTFT shown beside it (to the millisecond shown).
+    [ttft_s] = [step["ttft_s"] for step in recorded["steps"] if step["kind"] == "first_token"]
+    shown = page.locator("#timeline-steps li[data-kind=first_token] .at").text_content() or ""
+    assert abs(float(shown.strip("+ s")) - ttft_s) <= 0.001, (shown, ttft_s)
     screenshot(page, "timeline.png")
 
     # A request still running: the page reads it again every second, so it sees the cancel happen.
@@ -287,6 +298,65 @@ def test_a_timeline_shows_a_hand_off_after_a_worker_died(cluster: str, open_tab:
     expect(lost).to_have_attribute("title", "worker lost: 1.85 s")  # from w1's last token to the requeue
     resumed = page.locator("#timeline-track .band.decoding").nth(1)
     expect(resumed).to_have_attribute("title", "decoding on w2: 1.60 s")  # from w2's first token (3.4 s)
+    assert_band_names_fit(page)
+
+
+def assert_band_names_fit(page: Page) -> None:
+    """Every band's name is either whole inside its band or not shown; the legend names each colour."""
+    cut = page.locator("#timeline-track .band").evaluate_all(
+        "bands => bands.filter(b => { const s = b.querySelector('span'); return s.checkVisibility()"
+        " && s.offsetLeft + s.offsetWidth > b.clientWidth; }).map(b => b.className)"
+    )
+    assert cut == []
+    drawn = page.locator("#timeline-track .band").evaluate_all("bands => bands.map(b => b.dataset.phase)")
+    named = page.locator("#timeline-legend li").evaluate_all("items => items.map(i => i.textContent)")
+    assert named == list(dict.fromkeys(drawn))
+
+
+def test_a_timeline_across_a_stop_shows_the_drain_in_time_order(
+    cluster: str, open_tab: Callable[..., Tab]
+) -> None:
+    """The server stopped with the request running on w1, which said it was draining but was stopped
+    before it handed the request back; after the restart the reaper requeued it and w2 finished it. The
+    steps come in the order Redis got them (w2's claim before the requeue), the page lists them by time,
+    and the gap is "worker stopped", not "worker lost"."""
+    rid = "e" * 32
+    t0 = 1000.0
+    w1: dict[str, Any] = {"worker": "w1"}
+    w2: dict[str, Any] = {"worker": "w2"}
+    steps: list[tuple[str, float, dict[str, Any]]] = [
+        ("submitted", 0.01, {}), ("claimed", 0.1, w1), ("admitted", 0.11, {**w1, "step": 1}),
+        ("first_token", 0.2, {**w1, "ttft_s": 0.2}), ("draining", 2.0, {**w1, "timeout_s": 30.0}),
+        ("claimed", 60.1, w2), ("requeued", 60.0, {**w1, "reason": "its worker stopped"}),
+        ("admitted", 60.2, {**w2, "step": 1}), ("finished", 62.0, {**w2, "finish_reason": "length"}),
+    ]  # fmt: skip
+    at = [0.2 + 0.1 * i for i in range(24)] + [60.4 + 0.1 * i for i in range(16)]  # w1 decodes to 2.5 s
+    body = {
+        "id": rid, "model": BUILTIN, "status": "finished", "created_at": t0,
+        "tokens": [[i + 1, t0 + t, 1] for i, t in enumerate(at)],
+        "steps": [{"kind": kind, "at": t0 + t, **details} for kind, t, details in steps],
+    }  # fmt: skip
+    tab = open_tab(cluster)
+    page = tab.page
+    page.route(f"{cluster}/v1/requests/{rid}/timeline", lambda route: route.fulfill(json=body))
+    tab.goto(f"/ui/requests/{rid}")
+    expect(page.locator("#timeline-summary [data-status]")).to_have_attribute("data-status", "finished")
+    kinds = page.locator("#timeline-steps li").evaluate_all("items => items.map(i => i.dataset.kind)")
+    assert kinds == [
+        "submitted", "claimed", "admitted", "first_token", "draining", "requeued", "claimed", "admitted",
+        "finished",
+    ]  # fmt: skip
+    classes = page.locator("#timeline-track .band").evaluate_all("bands => bands.map(b => b.className)")
+    assert classes == [
+        "band waiting", "band claimed", "band prefill", "band decoding", "band draining",
+        "band worker-stopped", "band waiting", "band claimed", "band prefill", "band decoding",
+    ]  # fmt: skip
+    # From w1's last token (2.5 s) to the requeue (60 s).
+    stopped = page.locator("#timeline-track .band.worker-stopped")
+    expect(stopped).to_have_attribute("title", "worker stopped: 57.5 s")
+    assert_band_names_fit(page)  # 10 ms of "claimed" on a 62 s axis: too narrow for its name
+    expect(page.locator("#timeline-track .band.claimed span").first).to_be_hidden()
+    screenshot(page, "timeline-stop.png")
 
 
 def test_the_monitor_charts_grow_while_requests_run(cluster: str, open_tab: Callable[..., Tab]) -> None:
@@ -310,7 +380,8 @@ def test_the_monitor_charts_grow_while_requests_run(cluster: str, open_tab: Call
         for worker in workers:
             row = page.locator(f"#monitor-workers tr[data-worker='{worker['worker_id']}']")
             expect(row).to_contain_text("ready")
-        expect(page.locator("#flower-link")).to_have_attribute("href", f"{cluster.rsplit(':', 1)[0]}:5555/")
+        flower = f"{cluster.rsplit(':', 1)[0]}:{FLOWER_PORT}/"
+        expect(page.locator("#flower-link")).to_have_attribute("href", flower)
         screenshot(page, "monitor.png", height=920)
     finally:
         for s in subs:
@@ -324,6 +395,7 @@ def test_every_view_opens_from_the_keyboard_and_the_back_button(
     page = tab.page
     tab.goto("/ui/")
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")  # the system's, until one is picked
+    expect(page.locator("#theme")).to_have_text("Switch to light theme")
     for name, path, view in [("Models", "/ui/models", "models"), ("Monitor", "/ui/monitor", "monitor"),
                              ("Chat", "/ui/", "chat")]:  # fmt: skip
         page.get_by_role("link", name=name, exact=True).focus()
@@ -378,6 +450,12 @@ def test_load_shows_progress_to_ready_and_unload_idles_the_worker(
         return str(next(w["state"] for w in workers if w["worker_id"] == loader))
 
     wait_for(lambda: loader_state() == "idle", 30, "the unloaded worker idle")
+    # The Monitor shows no device for a worker with no model (not "()").
+    page.get_by_role("link", name="Monitor", exact=True).click()
+    idle = page.locator(f"#monitor-workers tr[data-worker='{loader}']")
+    expect(idle).to_contain_text("idle")
+    expect(idle.locator("td").nth(3)).to_have_text("\N{EN DASH}")
+    page.get_by_role("link", name="Models", exact=True).click()
 
     # Hub search with no network: the server's reason, as it said it.
     page.fill("#hub-query", "llama")
@@ -421,8 +499,14 @@ def test_a_keyed_server_asks_for_a_key_and_says_what_needs_an_admin(
     expect(page.locator("#who")).to_have_text("ui-user (user)")
     [cookie] = [c for c in page.context.cookies() if c["name"] == "tw_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    # Admin-only views and actions answer 403 to a user key: the page says so in the server's words.
+    # Admin-only views and actions answer 403 to a user key: the page says so in the server's words,
+    # and on the Monitor that message stands alone, with no empty chart frames under it.
     expect(page.locator("#monitor-error")).to_contain_text("needs an admin key")
+    expect(page.locator("#view-monitor .chart")).to_have_count(4)
+    for chart in page.locator("#view-monitor .chart").all():
+        expect(chart).to_be_hidden()
+    expect(page.locator("#monitor-workers")).to_be_hidden()
+    screenshot(page, "monitor-user.png")
     page.get_by_role("link", name="Models", exact=True).click()
     expect(page.locator("#models-live")).to_contain_text("needs an admin key")
     page.fill("#load-model", SECOND)

@@ -71,7 +71,8 @@ function storedTheme() {
 
 function applyTheme(theme) {
   document.documentElement.dataset.theme = theme;
-  byId("theme").setAttribute("aria-pressed", String(theme === "dark"));
+  // The button names what a click does, not the theme that is on ("Dark theme" on a dark page misled).
+  byId("theme").textContent = theme === "dark" ? "Switch to light theme" : "Switch to dark theme";
   window.dispatchEvent(new CustomEvent("tw:theme")); // charts read their colours again
 }
 

@@ -1,6 +1,7 @@
 // Workers and monitoring: once a second, GET /v1/workers and GET /status (both admin-only) become a point
 // on four live charts (tokens/s per worker, queue depth per model, batch slots, TTFT p50/p99) and a worker
 // table. Reads are chained, never overlapped: a slow answer delays the next point instead of piling up.
+// A key that may not read them (403) sees the server's message alone, not empty chart frames under it.
 
 import { getJSON } from "./api.js";
 import { LineChart } from "./charts.js";
@@ -19,9 +20,6 @@ export function show() {
     slots: new LineChart(byId("chart-slots")),
     ttft: new LineChart(byId("chart-ttft")),
   };
-  const flower = byId("flower-link");
-  flower.href = `${location.protocol}//${location.hostname}:5555/`; // Flower's port is its own setting
-  flower.textContent = `Flower at ${location.hostname}:5555`;
   running = true;
   tick();
 }
@@ -37,15 +35,35 @@ async function tick() {
     const [{ workers }, status] = await Promise.all([getJSON("/v1/workers"), getJSON("/status")]);
     if (!running) return;
     say(byId("monitor-error"), "");
+    showDenied(false);
     draw(workers, status);
   } catch (err) {
     say(byId("monitor-error"), err.message);
-    if (err.status === 403 || err.status === 401) return; // needs an admin key: polling cannot fix that
+    if (err.status === 403 || err.status === 401) {
+      showDenied(true);
+      return; // needs an admin key: polling cannot fix that
+    }
   }
   if (running) timer = setTimeout(tick, PERIOD_MS);
 }
 
+/** A key that may not read the Monitor sees the server's message alone: no empty summary or chart frames. */
+function showDenied(isDenied) {
+  byId("monitor-summary").hidden = isDenied;
+  byId("monitor-body").hidden = isDenied;
+}
+
+/** Flower's address from the server's settings: FLOWER_URL, else FLOWER_PORT on the host this page came from. */
+function showFlower({ url, port }) {
+  const link = byId("flower-link");
+  const href = url || `${location.protocol}//${location.hostname}:${port}/`;
+  if (link.getAttribute("href") === href) return;
+  link.href = href;
+  link.textContent = `Flower at ${href.replace(/^https?:\/\//, "").replace(/\/$/, "")}`;
+}
+
 function draw(workers, status) {
+  showFlower(status.flower);
   const now = Date.now() / 1000;
   charts.tokens.push(now, Object.fromEntries(workers.map((w) => [w.worker_id, w.tokens_per_s])));
   charts.queue.push(now, status.queue_depth);
@@ -63,7 +81,7 @@ function draw(workers, status) {
     h("td", {}, h("code", {}, x.worker_id)),
     h("td", { class: `state-${x.state}` }, x.state),
     h("td", {}, x.model || "–"),
-    h("td", {}, `${x.device} (${x.dtype})`),
+    h("td", {}, x.device ? `${x.device} (${x.dtype})` : "–"), // idle: no model, so no device in use
     h("td", { class: "num" }, `${x.slots_used} / ${x.slots_used + x.slots_free}`),
     h("td", { class: "num" }, fmt.rate(x.tokens_per_s)))));
 }

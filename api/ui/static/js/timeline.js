@@ -11,15 +11,17 @@ const FINAL = new Set(["finished", "cancelled", "failed"]);
 const LABELS = {
   submitted: "Submitted", queued: "Queued", claimed: "Claimed", admitted: "Admitted to a batch",
   first_token: "First token", requeued: "Requeued", finished: "Finished", cancelled: "Cancelled",
-  failed: "Failed", cancel_asked: "Cancel asked",
+  failed: "Failed", cancel_asked: "Cancel asked", draining: "Worker draining",
 };
 // The phase a step begins, drawn as a band up to the next step that begins another.
 const PHASES = { submitted: "waiting", queued: "waiting", requeued: "waiting", claimed: "claimed",
-  admitted: "prefill", first_token: "decoding", resumed: "decoding", lost: "worker lost" };
+  admitted: "prefill", first_token: "decoding", resumed: "decoding", draining: "draining",
+  lost: "worker lost", stopped: "worker stopped" };
 
 let shownId = null;
 let timer = null;
 let chart = null;
+let resized = null; // the track's width decides which band names fit
 
 export function show({ id }) {
   hide();
@@ -29,7 +31,10 @@ export function show({ id }) {
   say(byId("timeline-error"), "");
   fill(byId("timeline-track"));
   fill(byId("timeline-axis"));
+  fill(byId("timeline-legend"));
   fill(byId("timeline-steps"));
+  resized ??= new ResizeObserver(fitLabels);
+  resized.observe(byId("timeline-track"));
   chart ??= new LineChart(byId("timeline-tokens"), { time: false });
   chart.set([], {});
   load(id);
@@ -61,7 +66,8 @@ async function load(id) {
 
 function render(data) {
   const t0 = data.created_at;
-  const steps = data.steps;
+  // In the order they happened: steps come from several processes (the server sorts them too).
+  const steps = [...data.steps].sort((a, b) => a.at - b.at);
   const isFinal = FINAL.has(data.status);
   // The axis ends at the last thing recorded (server clocks only: the browser's may differ).
   const end = Math.max(t0, ...steps.map((s) => s.at), ...data.tokens.map(([, at]) => at));
@@ -70,7 +76,10 @@ function render(data) {
   fill(summary, `model ${data.model} · created ${fmt.clock(t0)} · `,
     h("span", { class: `state-${data.status}`, dataset: { status: data.status } }, data.status),
     isFinal ? ` · ${fmt.seconds(end - t0)} in all` : " · refreshing every second");
-  fill(byId("timeline-track"), bands(phaseMarks(steps, data.tokens), t0, end, span));
+  const drawn = bands(phaseMarks(steps, data.tokens), t0, end, span);
+  fill(byId("timeline-track"), drawn);
+  fitLabels();
+  fill(byId("timeline-legend"), legend(drawn));
   fill(byId("timeline-axis"), ticks(span));
   fill(byId("timeline-steps"), steps.map((step) => stepItem(step, t0)));
   // Tokens over time: cumulative tokens against seconds since creation.
@@ -86,18 +95,24 @@ function render(data) {
 }
 
 /**
- * The steps plus two marks the tokens imply, for the bands only: a request handed to another worker
- * after its first token decodes again from the first token after its new admission (the marks
- * "resumed"), and the time between its last token and a requeue whose worker stopped is "worker lost".
+ * The steps plus marks the tokens imply, for the bands only: a request handed to another worker after
+ * its first token decodes again from the first token after its new admission (the mark "resumed"); when
+ * a requeue says its worker stopped, the time from that worker's last token to the requeue is "worker
+ * stopped" if the worker had said it was stopping (a "draining" step: a shutdown that did not hand the
+ * request back, such as the whole server stopping), else "worker lost" (it died or lost Redis).
  */
 function phaseMarks(steps, tokens) {
   const times = tokens.map(([, at]) => at);
   const out = [];
   let started = false;
+  let drainingAt = null; // when the worker holding the request said it was stopping
   for (const step of steps) {
+    if (step.kind === "claimed") drainingAt = null;
+    if (step.kind === "draining") drainingAt = step.at;
     if (step.kind === "requeued" && step.reason === "its worker stopped") {
       const last = times.filter((at) => at <= step.at).pop();
-      if (last !== undefined) out.push({ kind: "lost", at: last });
+      if (drainingAt !== null) out.push({ kind: "stopped", at: Math.max(last ?? drainingAt, drainingAt) });
+      else if (last !== undefined) out.push({ kind: "lost", at: last });
     }
     out.push(step);
     if (step.kind === "first_token") started = true;
@@ -119,14 +134,29 @@ function bands(steps, t0, end, span) {
     const from = steps[i].at;
     const to = j < steps.length ? steps[j].at : end;
     const where = steps[i].worker ? ` on ${steps[i].worker}` : "";
-    const band = h("div", { class: `band ${phase.replace(" ", "-")}`, title: `${phase}${where}: ${fmt.seconds(to - from)}` },
-      h("span", {}, phase));
+    const band = h("div", { class: `band ${phase.replace(" ", "-")}`, title: `${phase}${where}: ${fmt.seconds(to - from)}`,
+      dataset: { phase } }, h("span", {}, phase));
     band.style.left = `${(100 * (from - t0)) / span}%`; // CSSOM, which the CSP allows
     band.style.width = `${(100 * (to - from)) / span}%`;
     out.push(band);
     i = j - 1;
   }
   return out;
+}
+
+/** A band's name shows inside it only where it fits whole; the legend names every colour anyway. */
+function fitLabels() {
+  for (const label of byId("timeline-track").querySelectorAll(".band span")) {
+    label.hidden = false;
+    label.hidden = label.offsetLeft + label.offsetWidth > label.parentElement.clientWidth - 2;
+  }
+}
+
+/** One swatch per phase drawn, in order of first appearance. */
+function legend(drawn) {
+  const phases = [...new Set(drawn.map((band) => band.dataset.phase))];
+  return phases.map((phase) => h("li", { dataset: { phase } },
+    h("span", { class: `swatch band ${phase.replace(" ", "-")}` }), phase));
 }
 
 /** Five labels under the track: 0 s, a quarter, half and three quarters of the span, and its end. */
