@@ -2,8 +2,9 @@
 it as safetensors in the serving dtype under CACHE_DIR/staged, where every worker sharing that storage loads
 it without asking the Hub (workers/model_loader.py looks there first).
 
-The download is huggingface_hub's snapshot_download into CACHE_DIR/hub: files that arrived stay, and a file
-cut short resumes from its partial copy on the next run. The staged copy is written in a temporary directory
+The download is huggingface_hub's snapshot_download into CACHE_DIR/hub. A dropped connection resumes
+where it stopped (a Range request); after a killed run, the files that arrived stay and the rest are fetched
+again (huggingface_hub 2.x writes each file to a temporary file of its own process). The staged copy is written in a temporary directory
 and renamed into place, so a reader sees it whole or not at all, and pods that stage at once do no harm.
 """
 

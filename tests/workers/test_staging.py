@@ -18,9 +18,10 @@ import huggingface_hub.constants
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from shared.settings import PROJECT_ROOT, Settings
+from tests.workers.hub_server import serve_repo
 from workers.builtin_model import ensure_builtin_model
 from workers.model_fit import describe_model
 from workers.model_loader import load_model
@@ -142,15 +143,33 @@ def test_a_damaged_download_is_refused_and_nothing_is_staged(source: Path, tmp_p
     assert not list((tmp_path / "staged" / "testorg--staged-tiny").iterdir())  # no half-written copy
 
 
-def test_the_cli_stages_in_a_process_of_its_own_and_shows_its_progress(source: Path, tmp_path: Path) -> None:
-    lay_out_hub_cache(tmp_path, HUB_ID, repo_files(source))
-    env = {**os.environ, "CACHE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PROJECT_ROOT)}
-    env.pop("DTYPE", None)
-    run = [sys.executable, "-m", "api.cli", "stage", HUB_ID, "--dtype", "fp16"]
-    out = subprocess.run(run, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240)
+def test_the_cli_downloads_with_progress_resumes_a_dropped_connection_and_stages(
+    source: Path, tmp_path: Path
+) -> None:
+    """`torchweave stage` in its own process against a Hub on loopback that drops the weights' first GET
+    past huggingface_hub's 10 MiB read: the download goes on from there with a Range request."""
+    files = repo_files(source)
+    padded = {**load_file(source / "model.safetensors"), "pad": torch.zeros(4_000_000)}  # 16 MB of weights
+    padded_file = tmp_path / "padded.safetensors"
+    save_file(padded, padded_file)
+    files["model.safetensors"] = padded_file.read_bytes()
+    cut_at = 12 * 1024 * 1024
+    with serve_repo("testorg/remote", files, cut_at) as (endpoint, ranges):
+        env = {**os.environ, "CACHE_DIR": str(tmp_path), "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1",
+               "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "0"}  # fmt: skip
+        env.pop("DTYPE", None)
+        run = [sys.executable, "-m", "api.cli", "stage", "testorg/remote", "--dtype", "fp16"]
+        out = subprocess.run(run, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(tmp_path / "staged" / "testorg--staged-tiny" / "float16")
+    staged = tmp_path / "staged" / "testorg--remote" / "float16"
+    assert out.stdout.strip() == str(staged)
+    # Resumed past what had arrived (whole 10 MiB reads), not started again.
+    assert ranges == [f"bytes={10 * 1024 * 1024}-"], ranges
+    assert "downloading (" in out.stderr and "MB)" in out.stderr  # progress, in bytes
+    assert "checking model.safetensors" in out.stderr  # the SHA-256 its blob is named by
     assert "converting model.safetensors (1/1) to float16" in out.stderr
+    converted = load_file(staged / "model.safetensors")
+    assert all(torch.equal(converted[k], t.to(torch.float16)) for k, t in padded.items())
 
 
 def test_a_name_that_cannot_be_staged_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
