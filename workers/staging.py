@@ -3,9 +3,10 @@ it as safetensors in the serving dtype under CACHE_DIR/staged, where every worke
 it without asking the Hub (workers/model_loader.py looks there first).
 
 The download is huggingface_hub's snapshot_download into CACHE_DIR/hub. A dropped connection resumes
-where it stopped (a Range request); after a killed run, the files that arrived stay and the rest are fetched
-again (huggingface_hub 2.x writes each file to a temporary file of its own process). The staged copy is written in a temporary directory
-and renamed into place, so a reader sees it whole or not at all, and pods that stage at once do no harm.
+where it stopped (a Range request); after a killed run, the files that arrived stay and the rest are
+fetched again (huggingface_hub 2.x writes each file to a temporary file of its own process). The staged
+copy is written in a temporary directory and renamed into place, so a reader sees it whole or not at all,
+and pods that stage at once do no harm.
 """
 
 from __future__ import annotations
@@ -41,13 +42,18 @@ STAGE_RECORD = "torchweave-stage.json"  # what was staged from where, written la
 
 
 def stage(name: str, settings: Settings, dtype: torch.dtype, report: Report) -> Path:
-    """The directory workers load `name` from, staged now unless it already is. Raises ValueError saying
-    why for a name that cannot be staged, pickled weights without ALLOW_PICKLE=1, or a damaged download."""
+    """The directory workers load `name` from, staged now unless it already is (a built-in model is built; a
+    local directory is left as it is). Raises ValueError saying why for an unsafe name, pickled weights
+    without ALLOW_PICKLE=1, or a damaged download."""
+    if name == settings.model and Path(name).expanduser().is_dir():
+        report(f"{name} is a directory, which workers read as it is: nothing to stage")
+        return Path(name).expanduser()  # MODEL is the operator's own choice, as in the loader
     check_model_name(name, settings)
     if name in BUILTIN_MODELS:  # built here from a seed: nothing to fetch
         return ensure_builtin_model(settings.cache_dir, name)
-    if local_model_dir(name, settings) is not None:
-        raise ValueError(f"{name!r} is under MODEL_DIR, which workers read as it is: nothing to stage")
+    if (local := local_model_dir(name, settings)) is not None:
+        report(f"{name} is under MODEL_DIR, which workers read as it is: nothing to stage")
+        return local
     target = staged_dir(name, settings, dtype)
     if (target / STAGE_RECORD).is_file():
         report(f"{name} is already staged in {dtype_name(dtype)}")

@@ -172,6 +172,11 @@ def test_the_cli_downloads_with_progress_resumes_a_dropped_connection_and_stages
     assert all(torch.equal(converted[k], t.to(torch.float16)) for k, t in padded.items())
 
 
-def test_a_name_that_cannot_be_staged_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_local_directory_is_left_as_it_is_and_an_unsafe_name_is_one_clear_line(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = Settings(cache_dir=tmp_path, model_dir=source.parent, device="cpu", dtype="fp32")
+    assert stage("./torchweave-tiny2", local, torch.float32, print) == source.resolve()
+    assert not (tmp_path / "staged").exists()
     assert staging_main(["../escape"]) == 1
-    assert capsys.readouterr().err == "torchweave stage: model path '../escape' is outside MODEL_DIR\n"
+    assert capsys.readouterr().err.endswith("torchweave stage: model path '../escape' is outside MODEL_DIR\n")
