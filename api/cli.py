@@ -1,13 +1,16 @@
-"""`torchweave keys ...`: create, list and revoke API keys straight in Redis (REDIS_URL), for operators.
+"""`torchweave keys ...`: create, list and revoke API keys straight in Redis (REDIS_URL), for operators;
+`torchweave stage MODEL`: fetch a model once into CACHE_DIR for the workers.
 
 torchweave keys create --name alice --role user --rpm 60 --tpm 20000
 torchweave keys list
 torchweave keys revoke <key id>
+torchweave stage Qwen/Qwen2.5-0.5B-Instruct --dtype bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 from pydantic import ValidationError
@@ -30,11 +33,24 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_parser("list", help="list keys (never their secrets)")
     revoke = keys.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
+    stage = nouns.add_parser(
+        "stage", help="fetch a model into CACHE_DIR, check it, write it in the serving dtype"
+    )
+    stage.add_argument("model", help="a Hub id (owner/name) or a built-in model")
+    stage.add_argument("--dtype", help="fp32, bf16 or fp16 (default: DTYPE, else what DEVICE serves in)")
     return parser
+
+
+def stage(model: str, dtype: str | None) -> int:
+    """Run the worker side's staging in its own process: it needs torch, which the API never loads."""
+    command = [sys.executable, "-m", "workers.staging", model, *(["--dtype", dtype] if dtype else [])]
+    return subprocess.call(command)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.noun == "stage":
+        return stage(args.model, args.dtype)
     settings = get_settings()
     r = bus.connect(settings.redis_url, settings.redis_tls_verify)
     if args.verb == "create":

@@ -18,7 +18,14 @@ from transformers import AutoConfig
 from shared.model_names import check_model_name, local_model_dir
 from shared.settings import BUILTIN_MODELS, Settings
 from workers.engine import cache_shape
-from workers.model_loader import cached_snapshot, context_length, pick_device, pick_dtype, resolve_model_path
+from workers.model_loader import (
+    cached_snapshot,
+    context_length,
+    pick_device,
+    pick_dtype,
+    resolve_model_path,
+    staged_copy,
+)
 
 GIB = 1024**3
 
@@ -52,8 +59,8 @@ def describe_model(name: str, settings: Settings) -> ModelFacts:
     if name in BUILTIN_MODELS or local_model_dir(name, settings) is not None:
         path = resolve_model_path(name, settings)  # builds a built-in model; checks the directory
         return ModelFacts(name, _safetensors_params(path), AutoConfig.from_pretrained(path))
-    cached = cached_snapshot(name, settings)
-    if cached is not None:  # already in CACHE_DIR/hub: no network needed (HF_HUB_OFFLINE works)
+    cached = staged_copy(name, settings) or cached_snapshot(name, settings)
+    if cached is not None:  # staged, or already in CACHE_DIR/hub: no network needed (HF_HUB_OFFLINE works)
         return ModelFacts(name, _safetensors_params(cached), AutoConfig.from_pretrained(cached))
     from huggingface_hub import get_safetensors_metadata, hf_hub_download
 

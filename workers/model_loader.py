@@ -1,5 +1,8 @@
 """Resolve a model name (built-in, a directory under MODEL_DIR, or a Hub id) and load it with transformers.
 
+A Hub id loads from its staged copy when `torchweave stage` left one in the serving dtype
+(CACHE_DIR/staged, workers/staging.py), without asking the Hub; else from CACHE_DIR/hub, downloading first.
+
 Safety: weights load from safetensors only unless ALLOW_PICKLE=1, and trust_remote_code is on
 only for models listed in TRUSTED_MODELS.
 """
@@ -27,7 +30,7 @@ DTYPES = {
     "fp16": torch.float16,
 }
 # Files a causal LM needs from the Hub; pickled weights only when ALLOW_PICKLE=1.
-_HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
+HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
 
 DEFAULT_CONTEXT = 2048  # for a config that names no context length
 # (stage, percent, bytes done, bytes total)
@@ -64,6 +67,23 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The canonical name of a dtype: float32, bfloat16, float16."""
+    return str(dtype).removeprefix("torch.")
+
+
+def staged_dir(name: str, settings: Settings, dtype: torch.dtype) -> Path:
+    """Where `torchweave stage` writes a Hub model in one dtype: CACHE_DIR/staged/owner--name/bfloat16."""
+    return settings.cache_dir / "staged" / name.replace("/", "--") / dtype_name(dtype)
+
+
+def staged_copy(name: str, settings: Settings) -> Path | None:
+    """The staged copy of a Hub model in the dtype this worker serves, or None. It appears whole or not at
+    all (staging renames a finished directory into place)."""
+    path = staged_dir(name, settings, pick_dtype(settings.dtype, pick_device(settings.device)))
+    return path if (path / "config.json").is_file() else None
+
+
 def _no_progress(stage: str, percent: float, done: int = 0, total: int | None = None) -> None:
     pass
 
@@ -93,14 +113,20 @@ def _fetch(name: str, settings: Settings, progress: Progress) -> Path:
         progress("building the built-in model", 5.0, 0, None)
         return ensure_builtin_model(settings.cache_dir, name)
     path = local_model_dir(name, settings)
-    return download(name, settings, progress) if path is None else path
+    if path is not None:
+        return path
+    staged = staged_copy(name, settings)
+    if staged is not None:  # no Hub request at all: the staged copy was checked when it was written
+        progress("reading the staged copy", 5.0, 0, None)
+        return staged
+    return download(name, settings, progress)
 
 
 def cached_snapshot(repo_id: str, settings: Settings) -> Path | None:
     """A Hub model's files already in CACHE_DIR/hub (what download() leaves there), or None."""
     from huggingface_hub import snapshot_download
 
-    patterns = _HUB_FILES + (["*.bin", "*.pt"] if settings.allow_pickle else [])
+    patterns = HUB_FILES + (["*.bin", "*.pt"] if settings.allow_pickle else [])
     try:
         local = snapshot_download(
             repo_id, cache_dir=settings.cache_dir / "hub", allow_patterns=patterns, local_files_only=True
@@ -122,7 +148,7 @@ def download(repo_id: str, settings: Settings, progress: Progress) -> Path:
                 progress("downloading", 60.0 * self.n / self.total, int(self.n), int(self.total))
             return shown
 
-    patterns = _HUB_FILES + (["*.bin", "*.pt"] if settings.allow_pickle else [])
+    patterns = HUB_FILES + (["*.bin", "*.pt"] if settings.allow_pickle else [])
     progress("downloading", 0.0, 0, None)
     local = snapshot_download(
         repo_id, cache_dir=settings.cache_dir / "hub", allow_patterns=patterns, tqdm_class=ReportingBar

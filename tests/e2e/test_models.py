@@ -14,16 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.constants
 import pytest
 import requests
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from devtools.clients import indexed, iter_sse, read_sse, stream_text, submit
 from devtools.servers import Process, start_api, start_worker, wait_for
 from shared import bus, fleet
 from shared.messages import LOAD_PENDING, UNLOAD_PENDING, ModelLoadState, ModelState
+from shared.settings import Settings
 from tests.e2e.conftest import greedy_text
 from workers.builtin_model import ensure_builtin_model
+from workers.staging import stage
 
 SECOND = "torchweave-tiny2"
 
@@ -285,3 +289,27 @@ def test_a_hub_model_in_the_cache_loads_by_its_id_offline(cluster: str, cache_di
     assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
     assert requests.post(f"{url}/v1/models/unload", json={"model": HUB_ID}, timeout=10).status_code == 202
     wait_state(url, HUB_ID, "unloaded", 60)
+
+
+STAGED_ID = "testorg/staged-hub"
+
+
+def test_a_staged_model_is_served_by_its_id_with_its_hub_cache_gone(
+    cluster: str, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`torchweave stage` leaves a checked safetensors copy in CACHE_DIR/staged; a worker serves it from
+    there, the Hub cache deleted and HF_HUB_OFFLINE=1."""
+    url = cluster
+    lay_out_hub_cache(cache_dir, STAGED_ID, ensure_builtin_model(cache_dir, SECOND))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    stage(STAGED_ID, Settings(cache_dir=cache_dir, device="cpu", dtype="fp32"), torch.float32, print)
+    shutil.rmtree(cache_dir / "hub" / ("models--" + STAGED_ID.replace("/", "--")))
+    resp = requests.post(f"{url}/v1/models/load", json={"model": STAGED_ID, "workers": 1}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    assert wait_state(url, STAGED_ID, "ready", 90)["state"] == "ready"
+    path = cache_dir / "models" / SECOND  # the same weights as the second built-in model
+    second = (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
+    sub = submit(url, prompt="from the stage", max_new_tokens=12, temperature=0, model=STAGED_ID)
+    assert stream_text(read_sse(sub["stream_url"])) == greedy_text(second, "from the stage", 12)
+    assert requests.post(f"{url}/v1/models/unload", json={"model": STAGED_ID}, timeout=10).status_code == 202
+    wait_state(url, STAGED_ID, "unloaded", 60)
