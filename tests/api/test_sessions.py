@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -13,9 +14,14 @@ from api.auth.guard import SESSION_COOKIE
 from shared import bus, keys
 from shared.messages import BrowserSession
 from shared.settings import Settings
-from tests.api.test_auth_routes import ADMIN, app  # noqa: F401 (the fixture)
+from tests.api.test_auth_routes import ADMIN
 
 EVIL = {"Origin": "https://evil.example"}
+
+
+@pytest.fixture
+def app(redis_url: str) -> Flask:
+    return create_app(Settings(redis_url=redis_url.rsplit("/", 1)[0] + "/9", admin_api_key=ADMIN))
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -37,7 +43,7 @@ def with_cookie(app: Flask, token: str) -> FlaskClient:
     return client
 
 
-def test_rotating_admin_api_key_ends_the_old_keys_sessions(app: Flask) -> None:  # noqa: F811
+def test_rotating_admin_api_key_ends_the_old_keys_sessions(app: Flask) -> None:
     token = open_session(app.test_client(), ADMIN)
     old = with_cookie(app, token)
     assert old.get("/v1/auth/whoami").get_json()["key_id"] == "admin"
@@ -53,7 +59,7 @@ def test_rotating_admin_api_key_ends_the_old_keys_sessions(app: Flask) -> None: 
     assert "ADMIN_API_KEY" in refused.get_json()["error"]["message"]
 
 
-def test_revoking_a_key_ends_its_sessions(app: Flask) -> None:  # noqa: F811
+def test_revoking_a_key_ends_its_sessions(app: Flask) -> None:
     made = app.test_client().post("/v1/keys", json={"name": "erin"}, headers=bearer(ADMIN)).get_json()
     cookies = [with_cookie(app, open_session(app.test_client(), made["secret"])) for _ in range(2)]
     revoked = app.test_client().delete(f"/v1/keys/{made['key_id']}", headers=bearer(ADMIN))
@@ -61,7 +67,7 @@ def test_revoking_a_key_ends_its_sessions(app: Flask) -> None:  # noqa: F811
     assert [c.get("/v1/auth/whoami").status_code for c in cookies] == [401, 401]
 
 
-def test_a_session_cannot_open_sessions_and_ends_at_its_lifetime(app: Flask) -> None:  # noqa: F811
+def test_a_session_cannot_open_sessions_and_ends_at_its_lifetime(app: Flask) -> None:
     made = app.test_client().post("/v1/keys", json={"name": "fay"}, headers=bearer(ADMIN)).get_json()
     client = app.test_client()
     token = open_session(client, made["secret"])
@@ -82,7 +88,7 @@ def test_a_session_cannot_open_sessions_and_ends_at_its_lifetime(app: Flask) -> 
     assert other.get("/v1/auth/whoami").status_code == 401
 
 
-def test_a_websocket_handshake_with_a_session_must_come_from_our_origin(app: Flask) -> None:  # noqa: F811
+def test_a_websocket_handshake_with_a_session_must_come_from_our_origin(app: Flask) -> None:
     made = app.test_client().post("/v1/keys", json={"name": "gus"}, headers=bearer(ADMIN)).get_json()
     client = with_cookie(app, open_session(app.test_client(), made["secret"]))
     upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
