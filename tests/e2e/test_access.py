@@ -117,3 +117,28 @@ def test_prompts_stay_out_of_the_logs(keyed: KeyedCluster, log_dir: Path) -> Non
     logs = {p.name: p.read_text(errors="replace") for p in log_dir.glob("*.log")}
     assert sub["id"] in "".join(logs.values())  # the logs do speak of the request, by its id
     assert [name for name, text in logs.items() if prompt in text] == []
+
+
+def test_the_logs_hold_one_line_per_record_and_no_key_from_a_url(keyed: KeyedCluster, log_dir: Path) -> None:
+    forged = "FORGED-7c1d [2026-01-01 00:00:00 +0000] [1] [INFO] admin logged in"
+    in_url = "tw-SECRET-IN-A-URL-5b2e"
+    # No key needed: the UI's page is public, and its path names a request id.
+    assert requests.get(f"{keyed.url}/ui/requests/x%0A{forged}", timeout=10).status_code == 200
+    assert requests.get(f"{keyed.url}/v1/auth/whoami?api_key={in_url}", timeout=10).status_code == 401
+    long_name = "m\r\n" + "x" * 250  # a refusal's message quotes the model name
+    body = {"prompt": "p", "model": long_name}
+    refused = requests.post(
+        f"{keyed.url}/v1/requests", json=body, headers=auth(keyed.key("logs")), timeout=10
+    )
+    assert refused.status_code in (400, 404), refused.text
+
+    def logged() -> str:
+        return "".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
+
+    wait_for(lambda: "FORGED-7c1d" in logged() and "whoami?api_key=" in logged(), 30, "the lines in the logs")
+    lines = logged().splitlines()
+    assert [line for line in lines if line.startswith("FORGED-7c1d")] == []  # never a line of its own
+    assert any("x\\nFORGED-7c1d" in line for line in lines)  # escaped, still there to read
+    assert in_url not in logged() and any("api_key=<redacted>" in line for line in lines)
+    refusals = [line for line in lines if "POST /v1/requests refused" in line and "m\\r\\nxxx" in line]
+    assert refusals and all(len(line) < 600 and "chars)" in line for line in refusals), refusals
