@@ -15,6 +15,7 @@ from devtools.clients import connect_ws, read_sse, read_ws, submit_as
 from devtools.embedded_redis import free_port
 from devtools.servers import VENV_BIN, Process, wait_for
 from shared.settings import PROJECT_ROOT
+from tests.adversarial.conftest import child_pids
 from tests.e2e.conftest import ADMIN_KEY, KeyedCluster, auth
 
 
@@ -100,9 +101,13 @@ def test_flower_asks_for_its_password(server_env: dict[str, str], log_dir: Path)
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_for(lambda: requests.get(url, timeout=2).status_code in (200, 401), 60, "Flower", flower)
-        assert requests.get(url, timeout=10).status_code == 401
-        assert requests.get(url, auth=("ops", "wrong"), timeout=10).status_code == 401
-        assert requests.get(url, auth=("ops", "s3cret"), timeout=10).status_code == 200
+        for path in ("", "metrics", "healthcheck"):
+            assert requests.get(url + path, timeout=10).status_code == 401, path
+            assert requests.get(url + path, auth=("ops", "wrong"), timeout=10).status_code == 401, path
+            assert requests.get(url + path, auth=("ops", "s3cret"), timeout=10).status_code == 200, path
+        # ps shows no password: neither the process's command line nor its children's.
+        for pid in [flower.pid, *child_pids(flower.pid)]:
+            assert b"s3cret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     finally:
         flower.stop()
 
