@@ -23,13 +23,15 @@ def revoke_key(r: redis.Redis, key_id: str, ttl_s: int) -> dict[str, int] | None
 
 
 def cancel_owned(r: redis.Redis, owner: str, ttl_s: int) -> int:
-    """Cancel every queued or running request of an owner; how many the cancel took."""
+    """Cancel every queued or running request of an owner; how many the cancel took. The queued go
+    first: stopping a running one frees a place a queued one would otherwise take."""
     client: Any = r
-    request_ids: set[str] = set(client.zrange(keys.LEASES, 0, -1))  # running, on every worker
-    for model in client.smembers(keys.MODELS):
-        request_ids.update(client.zrange(keys.owner_waiting_key(model, owner), 0, -1))  # queued
+    queued: list[str] = []
+    for model in sorted(client.smembers(keys.MODELS)):
+        queued.extend(client.zrange(keys.owner_waiting_key(model, owner), 0, -1))
+    running: list[str] = client.zrange(keys.LEASES, 0, -1)  # on every worker, any owner's
     cancelled = 0
-    for rid in sorted(request_ids):
+    for rid in [*queued, *running]:
         stored = bus.load_request(r, rid)
         if stored is not None and stored.request.owner == owner:
             cancelled += lifecycle.cancel(r, stored.request, ttl_s) in ("queued", "running")
