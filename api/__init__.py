@@ -11,7 +11,7 @@ from celery import Celery
 from flask import Flask
 from flask_cors import CORS
 
-from api import cluster, errors, health, http_limits, openapi, telemetry
+from api import cluster, errors, health, http_limits, openapi, security_headers, telemetry
 from api.auth import guard
 from api.auth import routes as auth
 from api.generation import charges
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     if s.cors_origins:  # same-origin only unless origins are named (the UI is served from here)
         CORS(app, origins=list(s.cors_origins), expose_headers=["X-Request-Id", "Retry-After"])
     errors.register(app)
+    security_headers.install(app)
     telemetry.install(app)  # first: it times the request and binds its id before the guard may refuse it
     guard.install(app)  # before the body is read: a caller without a key is turned away at once
     http_limits.install(app)

@@ -16,6 +16,7 @@ import sys
 from pydantic import ValidationError
 
 from api.auth import store
+from api.auth.revocation import revoke_key
 from api.auth.schemas import CreateKeyBody
 from shared import bus
 from shared.settings import get_settings
@@ -66,11 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         for key in store.list_keys(r):
             limits = f"rpm={key.rpm or '-'} tpm={key.tpm or '-'}"
             print(f"{key.key_id}  {key.role:5}  {limits:24}  {key.name}")
-    elif not store.revoke(r, args.key_id):
+    elif (ended := revoke_key(r, args.key_id, settings.stream_ttl_s)) is None:
         print(f"no key {args.key_id!r}", file=sys.stderr)
         return 1
     else:
-        print(f"revoked {args.key_id}")
+        print(f"revoked {args.key_id} ({ended['sessions_closed']} sessions closed, "
+              f"{ended['requests_cancelled']} requests cancelled)")  # fmt: skip
     return 0
 
 

@@ -37,19 +37,23 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 def _log_config(log_format: str) -> dict[str, Any]:
     """gunicorn's own lines, the access log and the app's, all in LOG_FORMAT with the request id."""
     text = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s%(request_suffix)s"
-    line = {"()": "shared.logs.JsonFormatter"} if log_format == "json" else {"format": text}
-    access = line if log_format == "json" else {"format": "%(message)s%(request_suffix)s"}
+    escaped = {"()": "shared.logs.TextFormatter"}  # control characters escaped: no forged lines
+    line = {"()": "shared.logs.JsonFormatter"} if log_format == "json" else {**escaped, "fmt": text}
+    access = line if log_format == "json" else {**escaped, "fmt": "%(message)s%(request_suffix)s"}
 
-    def handler(formatter: str) -> dict[str, Any]:
-        return {"class": "logging.StreamHandler", "formatter": formatter, "filters": ["request_id"],
+    def handler(formatter: str, *filters: str) -> dict[str, Any]:
+        return {"class": "logging.StreamHandler", "formatter": formatter, "filters": ["request_id", *filters],
                 "stream": "ext://sys.stdout"}  # fmt: skip
 
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "shared.logs.RequestIdFilter"}},
+        "filters": {
+            "request_id": {"()": "shared.logs.RequestIdFilter"},
+            "redact": {"()": "shared.logs.RedactFilter"},  # a key sent as ?api_key= stays out
+        },
         "formatters": {"line": line, "access": access},
-        "handlers": {"console": handler("line"), "access": handler("access")},
+        "handlers": {"console": handler("line"), "access": handler("access", "redact")},
         "root": {"level": "INFO", "handlers": ["console"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},

@@ -78,7 +78,9 @@ def _finish(response: Response) -> Response:
         code, message = g.get("tw_error", (None, response.status))
         REJECTED.labels(str(status), code or f"http_{status}").inc()
         # The reason goes to the log too, not only to the client: operators see why calls fail.
-        log.warning("%s %s refused %d (%s): %s", request.method, request.path, status, code, message)
+        # Both may hold what the client sent: escaped and cut short, so a line stays one short line.
+        path, said = logs.clip(request.path, 200), logs.clip(message, 300)
+        log.warning("%s %s refused %d (%s): %s", request.method, path, status, code, said)
     return response
 
 

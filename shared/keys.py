@@ -79,8 +79,13 @@ def api_key_key(digest: str) -> str:
 
 
 def session_key(digest: str) -> str:
-    """String: the key id a browser session (cookie) stands for, by the cookie's SHA-256; expires."""
+    """String: the BrowserSession JSON a session cookie stands for, by the cookie's SHA-256; expires."""
     return f"{PREFIX}:session:{digest}"
+
+
+def key_sessions_key(key_id: str) -> str:
+    """Set of the SHA-256s of one key's browser sessions, so revoking the key ends them all; expires."""
+    return f"{PREFIX}:apikey_sessions:{key_id}"
 
 
 def rate_key(key_id: str, kind: str, window: int) -> str:

@@ -13,6 +13,10 @@ from shared.messages import ApiKey, GenerationRequest
 class Principal:
     key: ApiKey | None  # None when keys are off (no ADMIN_API_KEY): everyone is an admin, as before
     address: str
+    # The SHA-256 of what the request presented: the key's secret, or the session cookie when
+    # by_session. A long stream checks it again (guard.is_still_valid): a revoked key ends there too.
+    credential: str | None = None
+    by_session: bool = False
 
     @property
     def is_admin(self) -> bool:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api import context
-from api.auth import store
+from api.auth import sessions, store
 from api.auth.guard import SESSION_COOKIE, admin_only
 from api.auth.principal import current
+from api.auth.revocation import revoke_key as end_key
 from api.auth.schemas import CreateKeyBody
 from api.bodies import parse_body
 from api.errors import ApiError
@@ -38,24 +39,44 @@ def create_key() -> tuple[Response, int]:
 
 @bp.delete("/keys/<key_id>")
 @admin_only
-@documented(description="revoked", errors=(401, 403, 404))
+@documented(description="revoked", errors=(400, 401, 403, 404))
 def revoke_key(key_id: str) -> Response:
-    """Revoke a key: every later request with it, or with a session it opened, answers 401."""
-    if not store.revoke(context.redis_client(), key_id):
+    """Revoke a key: every later request with it answers 401; its sessions end, its queued and running
+    requests are cancelled, and its open streams end with a `key_revoked` error within a second."""
+    if key_id == store.BOOTSTRAP_ID:
+        raise ApiError(
+            400,
+            "the key 'admin' is ADMIN_API_KEY: give ADMIN_API_KEY a new value and restart the API to "
+            "revoke it (its sessions end with it)",
+            param="key_id",
+            code="bootstrap_key",
+        )
+    ended = end_key(context.redis_client(), key_id, context.settings().stream_ttl_s)
+    if ended is None:
         raise ApiError(404, f"no key {key_id!r}", param="key_id", code="not_found")
-    return jsonify({"key_id": key_id, "revoked": True})
+    return jsonify({"key_id": key_id, "revoked": True, **ended})
 
 
 @bp.post("/auth/session")
-@documented(description="the session cookie is set", errors=(401,))
+@documented(description="the session cookie is set", errors=(401, 403))
 def open_session() -> Response:
     """Open a browser session for the key in Authorization: an HttpOnly, SameSite=Strict cookie that
-    EventSource and WebSocket send by themselves, so the key never sits in a URL or an access log."""
+    EventSource and WebSocket send by themselves, so the key never sits in a URL or an access log.
+
+    The session lasts SESSION_TTL from now and no longer; a session cannot open another (send the key).
+    """
     principal = current()
     s = context.settings()
     response = jsonify(_who())
     if principal.key is not None:
-        token = store.open_session(context.redis_client(), principal.key.key_id, s.session_ttl_s)
+        if principal.by_session or principal.credential is None:
+            raise ApiError(
+                403, "a session cannot open another session: send the key as Authorization: Bearer",
+                code="forbidden",
+            )  # fmt: skip
+        token = sessions.open_session(
+            context.redis_client(), principal.key.key_id, principal.credential, s.session_ttl_s
+        )
         response.set_cookie(
             SESSION_COOKIE, token, max_age=s.session_ttl_s, httponly=True, samesite="Strict",
             secure=request.is_secure, path="/",
@@ -66,10 +87,10 @@ def open_session() -> Response:
 @bp.delete("/auth/session")
 @documented(description="the session is closed")
 def close_session() -> Response:
-    """Close this browser's session."""
+    """Close this browser's session (it stops working at once, on every API process)."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        store.close_session(context.redis_client(), token)
+        sessions.close_session(context.redis_client(), token)
     response = jsonify({"closed": True})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

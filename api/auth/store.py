@@ -1,5 +1,6 @@
-"""API keys and browser sessions in Redis. A key's secret is never stored: only its SHA-256, under which
-the key's record (name, role, limits) is kept. The bootstrap admin key comes from ADMIN_API_KEY."""
+"""API keys in Redis (browser sessions are in sessions.py). A key's secret is never stored: only its
+SHA-256, under which the key's record (name, role, limits) is kept. The bootstrap admin key comes from
+ADMIN_API_KEY."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def list_keys(r: redis.Redis) -> list[ApiKey]:
 
 
 def revoke(r: redis.Redis, key_id: str) -> bool:
-    """Delete a key (its sessions stop working at their next request); False if there is no such key."""
+    """Delete a key's record (every credential of it fails from now on); False if there is no such key.
+    revocation.revoke_key also ends what the key has open."""
     client: Any = r
     key_digest = client.hget(keys.API_KEYS, key_id)
     if key_digest is None:
@@ -57,36 +59,9 @@ def revoke(r: redis.Redis, key_id: str) -> bool:
     return True
 
 
-def lookup(r: redis.Redis, secret: str, admin_secret: str) -> ApiKey | None:
-    """The key a secret belongs to (ADMIN_API_KEY included), or None."""
-    if admin_secret and hmac.compare_digest(digest(secret), digest(admin_secret)):
+def by_digest(r: redis.Redis, key_digest: str, admin_secret: str) -> ApiKey | None:
+    """The key whose secret has this SHA-256 (ADMIN_API_KEY's included), or None: revoked or rotated."""
+    if admin_secret and hmac.compare_digest(key_digest, digest(admin_secret)):
         return ApiKey(key_id=BOOTSTRAP_ID, name="ADMIN_API_KEY", role="admin", created_at=0.0)
-    raw = r.get(keys.api_key_key(digest(secret)))
+    raw = r.get(keys.api_key_key(key_digest))
     return None if raw is None else ApiKey.model_validate_json(raw)
-
-
-def by_id(r: redis.Redis, key_id: str, admin_secret: str) -> ApiKey | None:
-    """A key by its id (the bootstrap key included), or None once revoked."""
-    if key_id == BOOTSTRAP_ID:
-        return lookup(r, admin_secret, admin_secret) if admin_secret else None
-    client: Any = r
-    key_digest = client.hget(keys.API_KEYS, key_id)
-    raw = None if key_digest is None else r.get(keys.api_key_key(key_digest))
-    return None if raw is None else ApiKey.model_validate_json(raw)
-
-
-def open_session(r: redis.Redis, key_id: str, ttl_s: int) -> str:
-    """A new browser session for a key: the cookie's value (stored only as its SHA-256)."""
-    token = secrets.token_urlsafe(32)
-    r.set(keys.session_key(digest(token)), key_id, ex=ttl_s)
-    return token
-
-
-def session_key_id(r: redis.Redis, token: str) -> str | None:
-    """The key id a session cookie stands for, while the session lasts."""
-    value: Any = r.get(keys.session_key(digest(token)))
-    return None if value is None else str(value)
-
-
-def close_session(r: redis.Redis, token: str) -> None:
-    r.delete(keys.session_key(digest(token)))

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api import context
-from api.auth.guard import admin_only
+from api.auth.guard import access_check, admin_only
 from api.bodies import parse_body
 from api.errors import ApiError
 from api.generation.lookup import load_or_404
@@ -129,7 +129,9 @@ def generate() -> Response:
     A client that disconnects before the end cancels the request.
     """
     gen = submit(parse_body(SubmitBody))
-    relay = TtftRelay(context.redis_client(), context.fanout(), gen, context.settings())
+    relay = TtftRelay(
+        context.redis_client(), context.fanout(), gen, context.settings(), is_allowed=access_check()
+    )
     return sse_response(relay, cancel_on_disconnect=True)
 
 

@@ -2,7 +2,8 @@
 
 A relay sends every event after the index the client last saw, then live events as the
 worker writes them, with nothing buffered in between. While the request waits for a
-worker it sends `queued` updates; when idle it sends heartbeats.
+worker it sends `queued` updates; when idle it sends heartbeats. Once a second it asks whether the
+subscriber's credential still stands (a revoked key's streams end there, with a `key_revoked` error).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import contextlib
 import json
 import queue
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -27,15 +28,25 @@ from shared.messages import GenerationRequest, StreamEvent, TokenEvent
 from shared.settings import Settings
 
 IDLE_TICK_S = 1.0  # with no event for this long the relay checks the request and may send a heartbeat
+RECHECK_S = 1.0  # how often a stream asks again whether its subscriber's key or session still stands
 
 
 class StreamGone(Exception):
     """The stream cannot go on: the request's record vanished, or it ended before the index the
     subscriber has (Redis lost its tail). The message says which, for the client."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.message, self.code = message, code
+
+    def payload(self) -> dict[str, str]:
+        """The error message a client gets."""
+        return {"message": self.message, **({"code": self.code} if self.code else {})}
+
+
+def revoked() -> StreamGone:
+    """The end of a stream whose key was revoked, or whose session closed or expired."""
+    return StreamGone("the API key (or session) of this stream was revoked or has expired", "key_revoked")
 
 
 def follow(fanout: StreamFanout, request_id: str, after_index: int = -1) -> Iterator[StreamEvent | None]:
@@ -81,6 +92,9 @@ class Relay:
     settings: Settings
     after_index: int = -1
     is_complete: bool = False  # the last event was sent: a disconnect after this is no cancellation
+    # Whether the subscriber's credential still stands (None: keys are off, nothing to check).
+    is_allowed: Callable[[], bool] | None = None
+    _checked_at: float = field(default=0.0, init=False)
 
     def messages(self) -> Iterator[tuple[str, Any]]:
         """Yield ("event", StreamEvent), ("queued", info), ("heartbeat", None), or ("tick", None) after an
@@ -90,6 +104,9 @@ class Relay:
         last_sent = time.monotonic()
         for event in self._with_first_tick(follow(self.fanout, rid, self.after_index)):
             now = time.monotonic()
+            # A revocation cancels the key's requests: their final event is checked at once, so the
+            # stream ends with key_revoked rather than a plain cancellation.
+            self._check_access(now, is_final=event is not None and event.type != "token")
             if event is not None:
                 last_sent = now
                 self.after_index = event.index
@@ -121,6 +138,19 @@ class Relay:
                 yield "heartbeat", None
             else:
                 yield "tick", None
+
+    def _check_access(self, now: float, is_final: bool) -> None:
+        """Raise StreamGone (key_revoked) once the subscriber's credential no longer stands; asks Redis
+        at most once a RECHECK_S, and before a final event."""
+        if self.is_allowed is None or not (is_final or now - self._checked_at >= RECHECK_S):
+            return
+        self._checked_at = now
+        try:
+            allowed = self.is_allowed()
+        except redis.RedisError:
+            return  # Redis is away: the stream waits for it as it does for events
+        if not allowed:
+            raise revoked()
 
     def _note_position(self, queued: dict[str, Any]) -> None:
         """A new queue position goes into the request's timeline (informational: failures are ignored)."""
@@ -179,7 +209,7 @@ def sse_response(relay: Relay, cancel_on_disconnect: bool) -> Response:
                 if kind != "tick":  # a dead SSE peer shows on the next write (heartbeats)
                     yield sse_message(kind, payload)
         except StreamGone as gone:
-            yield sse_message("error", {"message": gone.message})
+            yield sse_message("error", gone.payload())
         finally:
             if cancel_on_disconnect:
                 relay.cancel_if_abandoned()

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 from flask_sock import Sock
 
 from api import context
+from api.auth.guard import access_check
 from api.auth.principal import current
 from api.errors import ApiError
 from api.generation.lookup import load_or_404
@@ -59,7 +60,10 @@ def stream(request_id: str) -> Response:
     """
     gen = load_or_404(request_id).request
     after = parse_index(request.headers.get("Last-Event-ID") or request.args.get("from"), "from", gen)
-    relay = Relay(context.redis_client(), context.fanout(), gen, context.settings(), after_index=after)
+    relay = Relay(
+        context.redis_client(), context.fanout(), gen, context.settings(), after_index=after,
+        is_allowed=access_check(),
+    )  # fmt: skip
     return sse_response(relay, cancel_on_disconnect=gen.cancel_on_disconnect)
 
 
@@ -87,7 +91,10 @@ def websocket(ws: Any, request_id: str) -> None:
     except (ApiError, HelloError) as exc:
         _refuse(ws, f"bad resume point: {exc}", "bad request")
         return
-    relay = Relay(context.redis_client(), context.fanout(), gen, context.settings(), after_index=after)
+    relay = Relay(
+        context.redis_client(), context.fanout(), gen, context.settings(), after_index=after,
+        is_allowed=access_check(),
+    )  # fmt: skip
     try:
         for kind, payload in relay.messages():
             if not ws.connected:
@@ -99,7 +106,10 @@ def websocket(ws: Any, request_id: str) -> None:
             if message is not None:
                 ws.send(message)
     except StreamGone as gone:
-        ws.send(json.dumps({"event": "error", "message": gone.message}))
+        if gone.code == "key_revoked":
+            _refuse(ws, gone.message, "key revoked", gone.code)  # 1008: not to be retried with it
+            return
+        ws.send(json.dumps({"event": "error", **gone.payload()}))
     except simple_websocket.ConnectionClosed:
         pass
     finally:
@@ -108,10 +118,10 @@ def websocket(ws: Any, request_id: str) -> None:
     ws.close()
 
 
-def _refuse(ws: Any, message: str, reason: str) -> None:
+def _refuse(ws: Any, message: str, reason: str, code: str | None = None) -> None:
     """Tell the client why in an error message, then close with 1008 (policy violation)."""
     try:
-        ws.send(json.dumps({"event": "error", "message": message}))
+        ws.send(json.dumps({"event": "error", "message": message, **({"code": code} if code else {})}))
         ws.close(reason=1008, message=reason)
     except simple_websocket.ConnectionClosed:
         pass

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from api.auth.guard import public
 from api.route_docs import documented
+from api.security_headers import UI_POLICY
 
 STATIC = Path(__file__).parent / "static"
 bp = Blueprint("ui", __name__, static_folder=str(STATIC), static_url_path="/ui/static")
@@ -18,9 +19,7 @@ bp = Blueprint("ui", __name__, static_folder=str(STATIC), static_url_path="/ui/s
 
 def _page() -> Response:
     response = send_from_directory(STATIC, "index.html", max_age=0)
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'"
-    )
+    response.headers["Content-Security-Policy"] = UI_POLICY
     return response
 
 

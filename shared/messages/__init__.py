@@ -4,7 +4,7 @@ Each message carries `v`. Adding an optional field keeps the version; renaming o
 removing one bumps it. Decoders refuse versions they do not know (the Literal does).
 """
 
-from shared.messages.access import ApiKey, RateCharge, Role
+from shared.messages.access import ApiKey, BrowserSession, RateCharge, Role
 from shared.messages.events import (
     STREAM_EVENT,
     DoneEvent,
@@ -39,6 +39,7 @@ __all__ = [
     "STREAM_EVENT",
     "UNLOAD_PENDING",
     "ApiKey",
+    "BrowserSession",
     "ChatMessage",
     "DoneEvent",
     "ErrorEvent",

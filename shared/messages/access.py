@@ -24,6 +24,17 @@ class ApiKey(Message):
     created_at: float
 
 
+class BrowserSession(Message):
+    """A browser session (the cookie's SHA-256 names it): it stands for one key while that key keeps the
+    secret it had when the session opened, until expires_at, whatever Redis's TTL says."""
+
+    v: Literal[1] = 1
+    key_id: str
+    key_digest: str  # the SHA-256 of the key's secret at opening: a rotated or revoked secret ends it
+    created_at: float
+    expires_at: float
+
+
 class RateCharge(Message):
     """Tokens reserved against a key's per-minute budget at submission; the unused part is given back
     when the request ends, if its minute is still running."""

@@ -15,6 +15,7 @@ from devtools.clients import connect_ws, read_sse, read_ws, submit_as
 from devtools.embedded_redis import free_port
 from devtools.servers import VENV_BIN, Process, wait_for
 from shared.settings import PROJECT_ROOT
+from tests.adversarial.conftest import child_pids
 from tests.e2e.conftest import ADMIN_KEY, KeyedCluster, auth
 
 
@@ -100,9 +101,13 @@ def test_flower_asks_for_its_password(server_env: dict[str, str], log_dir: Path)
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_for(lambda: requests.get(url, timeout=2).status_code in (200, 401), 60, "Flower", flower)
-        assert requests.get(url, timeout=10).status_code == 401
-        assert requests.get(url, auth=("ops", "wrong"), timeout=10).status_code == 401
-        assert requests.get(url, auth=("ops", "s3cret"), timeout=10).status_code == 200
+        for path in ("", "metrics", "healthcheck"):
+            assert requests.get(url + path, timeout=10).status_code == 401, path
+            assert requests.get(url + path, auth=("ops", "wrong"), timeout=10).status_code == 401, path
+            assert requests.get(url + path, auth=("ops", "s3cret"), timeout=10).status_code == 200, path
+        # ps shows no password: neither the process's command line nor its children's.
+        for pid in [flower.pid, *child_pids(flower.pid)]:
+            assert b"s3cret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     finally:
         flower.stop()
 
@@ -117,3 +122,28 @@ def test_prompts_stay_out_of_the_logs(keyed: KeyedCluster, log_dir: Path) -> Non
     logs = {p.name: p.read_text(errors="replace") for p in log_dir.glob("*.log")}
     assert sub["id"] in "".join(logs.values())  # the logs do speak of the request, by its id
     assert [name for name, text in logs.items() if prompt in text] == []
+
+
+def test_the_logs_hold_one_line_per_record_and_no_key_from_a_url(keyed: KeyedCluster, log_dir: Path) -> None:
+    forged = "FORGED-7c1d [2026-01-01 00:00:00 +0000] [1] [INFO] admin logged in"
+    in_url = "tw-SECRET-IN-A-URL-5b2e"
+    # No key needed: the UI's page is public, and its path names a request id.
+    assert requests.get(f"{keyed.url}/ui/requests/x%0A{forged}", timeout=10).status_code == 200
+    assert requests.get(f"{keyed.url}/v1/auth/whoami?api_key={in_url}", timeout=10).status_code == 401
+    long_name = "m\r\n" + "x" * 250  # a refusal's message quotes the model name
+    body = {"prompt": "p", "model": long_name}
+    refused = requests.post(
+        f"{keyed.url}/v1/requests", json=body, headers=auth(keyed.key("logs")), timeout=10
+    )
+    assert refused.status_code in (400, 404), refused.text
+
+    def logged() -> str:
+        return "".join(p.read_text(errors="replace") for p in log_dir.glob("*.log"))
+
+    wait_for(lambda: "FORGED-7c1d" in logged() and "whoami?api_key=" in logged(), 30, "the lines in the logs")
+    lines = logged().splitlines()
+    assert [line for line in lines if line.startswith("FORGED-7c1d")] == []  # never a line of its own
+    assert any("x\\nFORGED-7c1d" in line for line in lines)  # escaped, still there to read
+    assert in_url not in logged() and any("api_key=<redacted>" in line for line in lines)
+    refusals = [line for line in lines if "POST /v1/requests refused" in line and "m\\r\\nxxx" in line]
+    assert refusals and all(len(line) < 600 and "chars)" in line for line in refusals), refusals

@@ -34,8 +34,14 @@ def test_docs_render_offline(live_url: str, browser: Browser) -> None:
             route.abort()
 
     page.route("**/*", only_loopback)
-    page.goto(f"{live_url}/docs/")
+    refused: list[str] = []  # what the page's Content-Security-Policy blocked, as chromium reports it
+    page.on(
+        "console", lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None
+    )
+    opened = page.goto(f"{live_url}/docs/")
     page.get_by_text("/v1/chat/completions", exact=True).wait_for(timeout=20_000)
     assert page.locator(".opblock").count() >= 8  # one block per operation of the document
     assert outside == []
+    assert opened is not None and "frame-ancestors 'none'" in opened.headers["content-security-policy"]
+    assert refused == []
     page.close()

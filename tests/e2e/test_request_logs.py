@@ -36,7 +36,7 @@ def flower(observed: ObservedCluster, log_dir: Path) -> Iterator[str]:
     env = {**observed.env, "FLOWER_PORT": str(port), "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH)}
     proc = Process(f"flower-{port}", [sys.executable, "-m", "monitoring.flower"], env, log_dir)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(f"{url}/healthcheck", timeout=5).ok, 60, "Flower", proc)
+    wait_for(lambda: requests.get(f"{url}/healthcheck", auth=FLOWER_AUTH, timeout=5).ok, 60, "Flower", proc)
     yield url
     proc.stop()
 
