@@ -176,6 +176,18 @@ class ChatCompletionRequest(_OpenAIRequest):
 
     DEFAULT_MAX_TOKENS: ClassVar[int] = 512
 
+    @field_validator("tools")
+    @classmethod
+    def _unique_tool_names(cls, tools: list[ToolSpec] | None) -> list[ToolSpec] | None:
+        """A tool is called by its name, so two tools of one name could not be told apart."""
+        names = [t.function.name for t in tools or []]
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            raise PydanticCustomError(
+                "duplicate_tool_name", "tool names must be unique; given more than once: {names}",
+                {"names": ", ".join(repeated)},
+            )  # fmt: skip
+        return tools
+
     @model_validator(mode="after")
     def _one_output_rule(self) -> ChatCompletionRequest:
         held = self.tool_mode in ("named", "required")
