@@ -14,22 +14,15 @@ from flask import Flask, Response, request
 
 from api import context
 from api.errors import error_response
+from api.offload import under_gevent
 
 log = logging.getLogger(__name__)
-
-
-def _under_gevent() -> bool:
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return bool(monkey.is_module_patched("socket"))
 
 
 def _read_body_in_time() -> Response | None:
     """Read the whole body before the view runs, within BODY_TIMEOUT; 408 when it does not arrive."""
     has_body = request.content_length or request.headers.get("Transfer-Encoding")
-    if not has_body or not _under_gevent():
+    if not has_body or not under_gevent():
         return None  # the Flask test client and gthread (documented) read without a deadline
     from gevent import Timeout
 

@@ -4,7 +4,8 @@ their broker message was lost, failed when their model went away. Each step is o
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import redis
 
@@ -12,31 +13,49 @@ from shared import bus, keys, ratelimit, timeline
 from shared.messages import GenerationRequest, RequestState
 from shared.scripts import FAIL_FN, run_script
 
-# KEYS: waiting set, dispatch, the owner's waiting set, the model's arrivals stream, then each request's
-# hash. ARGV: max queued (-1: no limit), ttl, now, how many requests, how many state arguments, the state's
-# field/value pairs, then id, created_at, JSON per request. Returns -1 (nothing stored) when the queue has
-# no room for all of them, else how many requests of the same owner were already waiting: the first
-# one's fair-share rank.
+# KEYS: waiting set, dispatch, the owner's waiting set, the model's arrivals stream, the set of waiting
+# owners, then each request's hash. ARGV: max queued (-1: no limit), ttl, now, how many requests, how many
+# state arguments, the owner, the prefix of owners' waiting sets, the state's field/value pairs, then id,
+# created_at, JSON per request. Returns {code, value}: {0, rank} when stored (rank: how many requests of
+# the same owner were already waiting, the first one's fair-share rank); else nothing is stored and
+# {-1, max queued} (the queue is full), {-2, share} (the owner holds its share) or {-3, reserve} (only
+# owners with nothing waiting may take the last `reserve` places).
 _ADMIT = """
-local max_queued, ttl, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local n, num_state = tonumber(ARGV[4]), tonumber(ARGV[5])
-if max_queued >= 0 and redis.call('ZCARD', KEYS[1]) + n > max_queued then return -1 end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ttl))  -- requests that expired unclaimed
+local max_queued, ttl, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n, num_state, owner, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local total = redis.call('ZCARD', KEYS[1])
+if max_queued >= 0 and total + n > max_queued then return {-1, max_queued} end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl)  -- requests that expired unclaimed
 local rank = redis.call('ZCARD', KEYS[3])
+if max_queued >= 0 then
+  local others = 0
+  for _, other in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    if other ~= owner then
+      redis.call('ZREMRANGEBYSCORE', prefix .. other, '-inf', now - ttl)
+      if redis.call('ZCARD', prefix .. other) > 0 then others = others + 1
+      else redis.call('SREM', KEYS[5], other) end
+    end
+  end
+  local reserve = math.floor(max_queued / 8)
+  local share = math.max(1, math.floor((max_queued - reserve) / (others + 1)))
+  if rank + n > share then return {-2, share} end
+  if rank > 0 and total + n > max_queued - reserve then return {-3, reserve} end
+end
+redis.call('SADD', KEYS[5], owner)
 local state = {}
-for i = 1, num_state do state[i] = ARGV[5 + i] end
-local base = 5 + num_state
+for i = 1, num_state do state[i] = ARGV[7 + i] end
+local base = 7 + num_state
 for i = 1, n do
   local rid, created, body = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   base = base + 3
-  redis.call('HSET', KEYS[4 + i], 'request', body, unpack(state))
-  redis.call('EXPIRE', KEYS[4 + i], ttl)
+  redis.call('HSET', KEYS[5 + i], 'request', body, unpack(state))
+  redis.call('EXPIRE', KEYS[5 + i], ttl)
   redis.call('ZADD', KEYS[1], created, rid)
   redis.call('ZADD', KEYS[2], created, rid)
   redis.call('ZADD', KEYS[3], created, rid)
 end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 256, '*', 'admitted', n)
-return rank
+return {0, rank}
 """
 
 # KEYS: hash, dispatch. ARGV: request id, now, resend-after seconds. 1: enqueue its task again.
@@ -71,11 +90,23 @@ return 1
 )
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a submission was not admitted (nothing of it was stored)."""
+
+    reason: Literal["full", "share", "reserve"]
+    limit: int  # MAX_QUEUED; the owner's share; or the places kept for owners with nothing waiting
+
+
 def admit(
     r: redis.Redis, requests: list[GenerationRequest], ttl_s: int, max_queued: int | None = None
-) -> list[int] | None:
-    """Store new requests (queued) of one model and one owner in its waiting sets, all or none: None,
-    with nothing stored, when fewer than len(requests) places are left under max_queued.
+) -> list[int] | Refusal:
+    """Store new requests (queued) of one model and one owner in its waiting sets, all or none.
+
+    Under max_queued, no owner crowds out the others. An owner may hold at most its share of the queue:
+    7/8 of max_queued divided among the owners with requests waiting (this one included), and the last
+    eighth is kept for owners with nothing waiting, so a newcomer gets in while another key's flood
+    fills the rest. A Refusal says which rule refused, with nothing stored.
 
     Returns each request's Celery priority: its rank among the owner's waiting requests, up to
     keys.LOWEST_PRIORITY, so one owner's flood queues behind everyone else's first requests.
@@ -87,7 +118,7 @@ def admit(
         raise ValueError("requests admitted together must be for one model and one owner")
     state = [x for pair in bus.state_fields(RequestState()).items() for x in pair]
     per_request = [x for req in requests for x in (req.request_id, req.created_at, req.model_dump_json())]
-    rank = run_script(
+    code, value = run_script(
         r,
         _ADMIT,
         [
@@ -95,6 +126,7 @@ def admit(
             keys.DISPATCH,
             keys.owner_waiting_key(model, owner),
             keys.arrivals_key(model),
+            keys.waiting_owners_key(model),
             *(keys.request_key(req.request_id) for req in requests),
         ],
         -1 if max_queued is None else max_queued,
@@ -102,12 +134,15 @@ def admit(
         time.time(),
         len(requests),
         len(state),
+        owner,
+        keys.owner_waiting_key(model, ""),
         *state,
         *per_request,
     )
-    if int(rank) < 0:
-        return None
-    return [min(int(rank) + i, keys.LOWEST_PRIORITY) for i in range(len(requests))]
+    if int(code) < 0:
+        reason: dict[int, Literal["full", "share", "reserve"]] = {-1: "full", -2: "share", -3: "reserve"}
+        return Refusal(reason[int(code)], int(value))
+    return [min(int(value) + i, keys.LOWEST_PRIORITY) for i in range(len(requests))]
 
 
 # KEYS: waiting set, the waiting set of the owner to pass over. The id of the earliest queued request of

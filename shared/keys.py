@@ -73,6 +73,12 @@ def owner_waiting_key(model: str, owner: str) -> str:
     return f"{PREFIX}:waiting:{model}:owner:{owner}"
 
 
+def waiting_owners_key(model: str) -> str:
+    """Set of the owners that had requests waiting for a model when last admitted (pruned at admission
+    once their owner_waiting_key is empty): how many keys share the queue."""
+    return f"{PREFIX}:owners:{model}"
+
+
 def api_key_key(digest: str) -> str:
     """String: the ApiKey JSON of the key whose secret has this SHA-256 (hex)."""
     return f"{PREFIX}:apikey:{digest}"

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
         "MAX_CONNECTIONS_PER_CLIENT", 128, "open connections per client address (0: no cap)", ge=0
     )
     enable_nobatch: bool = _env("ENABLE_NOBATCH", False, "serve /v1/generate_nobatch (it stalls the batch)")
+    max_prompt_chars: int = _env(
+        "MAX_PROMPT_CHARS", 200_000, "characters of prompt (or chat messages) one generation may send", ge=1
+    )
+    grammar_lexer_fuel: int = _env(
+        "GRAMMAR_LEXER_FUEL", 50_000, "regex a JSON schema may build (llguidance's initial lexer fuel)", ge=1
+    )
+    grammar_step_fuel: int = _env(
+        "GRAMMAR_STEP_FUEL", 200_000, "work one token's mask may take (llguidance's step lexer fuel)", ge=1
+    )
     max_choices: int = _env("MAX_CHOICES", 64, "generations (prompts x n) one request may ask for", ge=1)
     failed_load_ttl_s: float = _env("FAILED_LOAD_TTL", 600.0, "how long a failed load stays listed", gt=0)
     host: str = _env("HOST", "127.0.0.1", "the interface the API, Flower and metrics bind to")

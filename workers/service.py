@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 
-from shared import bus, lifecycle, timeline
+from shared import bus, json_grammar, lifecycle, timeline
 from shared.messages import GenerationRequest, TokenEvent
 from shared.settings import Settings
 from workers import kv_budget
@@ -82,7 +82,9 @@ class EngineService:
             enable_prefix_caching=settings.prefix_caching,
         )
         self.loop = EngineLoop(self.engine, TokenText(loaded.tokenizer), client, settings, worker_id, enqueue)
-        self.structured = StructuredOutput(loaded.tokenizer, self.engine.vocab_size)
+        self.structured = StructuredOutput(
+            loaded.tokenizer, self.engine.vocab_size, json_grammar.parser_limits(settings)
+        )
         self.started_at = time.time()
         self.last_request_at = 0.0  # when a request last arrived here: MODEL_IDLE_TTL and AUTOLOAD read it
         self.seats = Seats(client, worker_id, loaded.name, settings.max_batch)  # who is claimed; fair share

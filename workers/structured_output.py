@@ -16,22 +16,26 @@ import llguidance.hf
 import llguidance.torch
 import torch
 
-# Compact JSON (no free whitespace between tokens): a small or random model cannot loop on blanks.
-_COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+from shared.json_grammar import compact
 
 
 def grammar_of(schema: dict[str, Any]) -> str:
     """llguidance's grammar for a JSON schema, compact unless the schema sets its own x-guidance."""
-    schema = schema if "x-guidance" in schema else {**schema, "x-guidance": _COMPACT}
-    grammar: str = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema))
+    grammar: str = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(compact(schema)))
     return grammar
 
 
 class JsonConstraint:
     """One request's matcher: it consumes the request's new tokens and answers the allowed next ones."""
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer, schema: dict[str, Any], vocab_size: int) -> None:
-        self.matcher = llguidance.LLMatcher(tokenizer, grammar_of(schema))
+    def __init__(
+        self,
+        tokenizer: llguidance.LLTokenizer,
+        schema: dict[str, Any],
+        vocab_size: int,
+        limits: llguidance.LLParserLimits | None = None,
+    ) -> None:
+        self.matcher = llguidance.LLMatcher(tokenizer, grammar_of(schema), log_level=0, limits=limits)
         self.vocab_size = vocab_size
         self.eos = tokenizer.eos_token
         self.bitmask = llguidance.torch.allocate_token_bitmask(1, vocab_size)
@@ -56,11 +60,14 @@ class JsonConstraint:
 
 
 class StructuredOutput:
-    """The served model's tokenizer as llguidance sees it, built once (about a second) on first use."""
+    """The served model's tokenizer as llguidance sees it, built once (about a second) on first use, and
+    the parser limits every constraint runs under (the API checked each schema under the same ones:
+    shared/json_grammar.py)."""
 
-    def __init__(self, hf_tokenizer: Any, vocab_size: int) -> None:
+    def __init__(self, hf_tokenizer: Any, vocab_size: int, limits: dict[str, Any] | None = None) -> None:
         self.hf_tokenizer = hf_tokenizer
         self.vocab_size = vocab_size
+        self.limits = llguidance.LLParserLimits(**(limits or {}))
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._lock = threading.Lock()
 
@@ -69,4 +76,4 @@ class StructuredOutput:
         with self._lock:
             if self._tokenizer is None:
                 self._tokenizer = llguidance.hf.from_tokenizer(self.hf_tokenizer, n_vocab=self.vocab_size)
-        return JsonConstraint(self._tokenizer, schema, self.vocab_size)
+        return JsonConstraint(self._tokenizer, schema, self.vocab_size, self.limits)

@@ -1,5 +1,6 @@
-"""Charging a submission to its key's per-minute limits (shared/ratelimit.py), and OpenAI's
-x-ratelimit-* headers on the answer."""
+"""Charging a submission to its key's per-minute limits (shared/ratelimit.py): its generations against
+the requests per minute before any tokenizing, then its tokens; and OpenAI's x-ratelimit-* headers on
+the answer."""
 
 from __future__ import annotations
 
@@ -9,22 +10,47 @@ from api import context
 from api.auth.principal import current
 from api.errors import ApiError
 from shared import ratelimit
-from shared.messages import GenerationRequest, RateCharge
+from shared.messages import ApiKey, GenerationRequest, RateCharge
+
+
+def count_work(num_generations: int) -> None:
+    """Count work against the key's requests per minute before any is done: each generation of a
+    submission (every prompt of a list, every choice of n) is one, and a /tokenize call is one. The
+    tokenizing that follows costs CPU even when its request is refused, so it is counted first.
+    429 (Retry-After) when the key has no room left this minute."""
+    key = current().key
+    if key is None or key.rpm is None:
+        return
+    if num_generations > key.rpm:
+        raise ApiError(
+            400, f"this request asks for {num_generations} generations; the key's limit is {key.rpm} per "
+            "minute", code="exceeds_request_limit",
+        )  # fmt: skip
+    _reserve(key, requests=num_generations, tokens=0)
 
 
 def charge(gens: list[GenerationRequest], tokens: list[int]) -> list[GenerationRequest]:
-    """The requests with what each reserved of its key's token budget; 429 (Retry-After) when a limit
-    is reached, 400 when one submission needs more tokens than the key may use in a minute."""
+    """The requests with what each reserved of its key's token budget (their generations were counted
+    by count_work); 429 (Retry-After) when the limit is reached, 400 when one submission needs more
+    tokens than the key may use in a minute."""
     key = current().key
-    if key is None or (key.rpm is None and key.tpm is None):
+    if key is None or key.tpm is None:
         return gens
     total = sum(tokens)
-    if key.tpm is not None and total > key.tpm:
+    if total > key.tpm:
         raise ApiError(
             400, f"this request may use {total} tokens; the key's limit is {key.tpm} per minute",
             code="exceeds_token_limit",
         )  # fmt: skip
-    reservation = ratelimit.reserve(context.redis_client(), key, requests=1, tokens=total)
+    reservation = _reserve(key, requests=0, tokens=total)
+    return [
+        gen.model_copy(update={"charge": RateCharge(key_id=key.key_id, window=reservation.window, tokens=n)})
+        for gen, n in zip(gens, tokens, strict=True)
+    ]
+
+
+def _reserve(key: ApiKey, requests: int, tokens: int) -> ratelimit.Reservation:
+    reservation = ratelimit.reserve(context.redis_client(), key, requests=requests, tokens=tokens)
     g.rate_headers = reservation.headers()
     if not reservation.allowed:
         retry = max(1, round(reservation.reset_s))
@@ -32,10 +58,7 @@ def charge(gens: list[GenerationRequest], tokens: list[int]) -> list[GenerationR
             429, f"rate limit reached: {reservation.refused_by} per minute for this key; retry in {retry} s",
             code="rate_limit_exceeded", headers={**g.rate_headers, "Retry-After": str(retry)},
         )  # fmt: skip
-    return [
-        gen.model_copy(update={"charge": RateCharge(key_id=key.key_id, window=reservation.window, tokens=n)})
-        for gen, n in zip(gens, tokens, strict=True)
-    ]
+    return reservation
 
 
 def refund_all(gens: list[GenerationRequest]) -> None:

@@ -3,6 +3,7 @@ template included) with it. Returns what the generation may use at most, for its
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,8 @@ def check_context(model: str, choice: Choice, workers: list[WorkerInfo]) -> int:
         )
     counter = prompt_counter(model, s)
     n_prompt = None
+    if not choice.prompt_ids:
+        check_prompt_size(prompt_chars(choice), "messages" if messages else "prompt")
     if choice.prompt_ids:
         n_prompt = len(choice.prompt_ids)
         if counter is not None:
@@ -85,6 +88,28 @@ def check_context(model: str, choice: Choice, workers: list[WorkerInfo]) -> int:
             code="context_length_exceeded",
         )
     return most
+
+
+def prompt_chars(choice: Choice) -> int:
+    """Characters the tokenizer reads for a text or chat prompt (the messages, their tool calls and the
+    tools)."""
+    if choice.messages is None:
+        return len(choice.prompt)
+    calls = [m.tool_calls for m in choice.messages if m.tool_calls]
+    extras = json.dumps([calls, choice.tools]) if calls or choice.tools else ""
+    return sum(len(m.content) for m in choice.messages) + len(extras)
+
+
+def check_prompt_size(num_chars: int, param: str) -> None:
+    """413 for a prompt longer than MAX_PROMPT_CHARS, before any of it is tokenized."""
+    limit = context.settings().max_prompt_chars
+    if num_chars > limit:
+        raise ApiError(
+            413,
+            f"{param}: {num_chars} characters; at most {limit} per generation (MAX_PROMPT_CHARS)",
+            param=param,
+            code="prompt_too_long",
+        )
 
 
 def check_token_ids(token_ids: list[int], vocab_size: int, param: str = "prompt") -> None:

@@ -13,7 +13,7 @@ class SubmitBody(SamplingParams):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
-    prompt: str = Field(min_length=1, max_length=200_000)
+    prompt: str = Field(min_length=1, description="at most MAX_PROMPT_CHARS characters")
     max_new_tokens: int = Field(default=64, ge=1, le=1_000_000)  # 0 (echo) is for /v1/completions
     model: str | None = Field(default=None, min_length=1, max_length=256)
     cancel_on_disconnect: bool = False

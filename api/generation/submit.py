@@ -12,6 +12,7 @@ from api import context
 from api.auth.principal import current
 from api.errors import ApiError
 from api.generation import charges
+from api.generation.grammar_check import check_grammar
 from api.generation.limits import Choice, check_context, first_of_each_prompt
 from api.generation.schemas import SubmitBody
 from api.models import catalog
@@ -63,9 +64,12 @@ def prepare(
     *,
     cancel_on_disconnect: bool = False,
     timeout_s: float | None = None,
+    schema_param: str = "json_schema",
 ) -> Submission:
     """New requests for the model, one per choice, each checked against its context; nothing is stored.
-    400 past MAX_CHOICES generations, before any other work."""
+    400 past MAX_CHOICES generations, before any other work; the generations count against the key's
+    requests per minute before their prompts are tokenized. A JSON schema (the same for every choice)
+    is tried on the model's tokenizer; a 400 naming `schema_param` when it fails there."""
     s = context.settings()
     if len(choices) > s.max_choices:
         raise ApiError(
@@ -74,12 +78,14 @@ def prepare(
             code="too_many_choices",
         )
     name, workers = resolve_model(model)
+    charges.count_work(len(choices))
     checked: dict[int, int] = {}
     tokens = []
     for first in first_of_each_prompt(choices):
         if first not in checked:
             checked[first] = check_context(name, choices[first], workers)
         tokens.append(checked[first])
+    check_grammar(name, choices[0].params.json_schema if choices else None, schema_param)
     now, owner = time.time(), current().owner
     gens = [
         GenerationRequest(
@@ -104,23 +110,18 @@ def enqueue(submission: Submission, task_name: str = keys.GENERATE_TASK) -> list
     """Charge the key, admit every request in one atomic step, then send their tasks (the task id is
     the request id, so Flower's task page is the request's). Returns the requests as stored.
 
-    All or nothing: 429 (nothing stored, nothing charged) when the model's queue has no room for all
-    of them. If sending a task fails after that, the request is not lost: it is sent again
-    (REDISPATCH_AFTER). Each task's priority is its rank among its key's waiting requests.
+    All or nothing: 429 (nothing stored, no tokens charged) when the model's queue has no room for all
+    of them, or when the key already holds its share of the queue (shared/admission.py). If sending a
+    task fails after that, the request is not lost: it is sent again (REDISPATCH_AFTER). Each task's
+    priority is its rank among its key's waiting requests.
     """
     s = context.settings()
     gens = charges.charge(submission.gens, submission.tokens)
     model = gens[0].model
     priorities = admission.admit(context.redis_client(), gens, s.stream_ttl_s, max_queued=s.max_queued)
-    if priorities is None:
+    if isinstance(priorities, admission.Refusal):
         charges.refund_all(gens)
-        raise ApiError(
-            429,
-            f"no room for {len(gens)} more requests for {model!r} (MAX_QUEUED is {s.max_queued}); "
-            "nothing was queued; retry later",
-            code="queue_full",
-            headers={"Retry-After": "5"},
-        )
+        raise _queue_refusal(priorities, len(gens), model, s.max_queued)
     pipe = context.redis_client().pipeline(transaction=False)
     for gen, priority in zip(gens, priorities, strict=True):
         timeline.record(pipe, gen.request_id, "submitted", s.stream_ttl_s, model=model, priority=priority)
@@ -139,6 +140,22 @@ def enqueue(submission: Submission, task_name: str = keys.GENERATE_TASK) -> list
     if len(gens) == 1:  # the rest of this HTTP request's lines (the access log's too) are about it
         logs.current_request_id.set(gens[0].request_id)
     return gens
+
+
+def _queue_refusal(refusal: admission.Refusal, n: int, model: str, max_queued: int) -> ApiError:
+    """The 429 for a submission the queue did not admit, saying which limit refused it."""
+    why = {
+        "full": f"(MAX_QUEUED is {max_queued})",
+        "share": f"while other keys wait, this key may hold {refusal.limit} of the MAX_QUEUED {max_queued}",
+        "reserve": f"the last {refusal.limit} places of MAX_QUEUED {max_queued} are kept for keys with "
+        "nothing waiting",
+    }[refusal.reason]
+    return ApiError(
+        429,
+        f"no room for {n} more requests for {model!r}: {why}; nothing was queued; retry later",
+        code="queue_full",
+        headers={"Retry-After": "5"},
+    )
 
 
 def submit(body: SubmitBody, task_name: str = keys.GENERATE_TASK) -> GenerationRequest:

@@ -1,6 +1,7 @@
 """`response_format`: `text` changes nothing; `json_object` and `json_schema` constrain the output to JSON
 (any object, or one valid under the schema). The worker enforces it token by token with llguidance;
-here the schema is only checked, so a schema llguidance cannot compile is a 400, not a failed generation."""
+here the schema is only checked, so a schema llguidance cannot compile is a 400, not a failed generation
+(and api/generation/grammar_check.py then tries it on the model's tokenizer under the worker's limits)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,9 @@ def completions() -> Response:
         for p in prompts
         for i in range(req.n)
     ]
-    gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
+    gens = enqueue(
+        prepare(req.model, choices, cancel_on_disconnect=req.stream, schema_param=req.schema_param)
+    )
     echoed = [p if isinstance(p, str) else None for p in prompts for _ in range(req.n)] if req.echo else None
     return OpenAIResponse(req, gens, chat=False, num_prompts=len(prompts), echoed=echoed).respond()
 
@@ -41,5 +43,7 @@ def chat_completions() -> Response:
     req = parse_body(ChatCompletionRequest)
     messages, tools = [m.to_message() for m in req.messages], req.template_tools()
     choices = [Choice(req.sampling(i), messages=messages, tools=tools) for i in range(req.n)]
-    gens = enqueue(prepare(req.model, choices, cancel_on_disconnect=req.stream))
+    gens = enqueue(
+        prepare(req.model, choices, cancel_on_disconnect=req.stream, schema_param=req.schema_param)
+    )
     return OpenAIResponse(req, gens, chat=True, num_prompts=1).respond()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from api.errors import ApiError
@@ -52,6 +52,7 @@ class _OpenAIRequest(OpenAIBody):
     ignore_eos: bool | None = None
 
     DEFAULT_MAX_TOKENS: ClassVar[int] = 16
+    _checked_schema: tuple[dict[str, Any] | None] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -95,8 +96,19 @@ class _OpenAIRequest(OpenAIBody):
         )
 
     def output_schema(self) -> dict[str, Any] | None:
-        """The JSON schema the output is held to, if any."""
+        """The JSON schema the output is held to, if any; checked once per request (every choice of
+        every prompt has the same)."""
+        if self._checked_schema is None:
+            self._checked_schema = (self._output_schema(),)
+        return self._checked_schema[0]
+
+    def _output_schema(self) -> dict[str, Any] | None:
         return self.response_format.checked_schema() if self.response_format else None
+
+    @property
+    def schema_param(self) -> str:
+        """The field a bad output schema is reported under."""
+        return "response_format.json_schema"
 
 
 class CompletionRequest(_OpenAIRequest):
@@ -176,6 +188,18 @@ class ChatCompletionRequest(_OpenAIRequest):
 
     DEFAULT_MAX_TOKENS: ClassVar[int] = 512
 
+    @field_validator("tools")
+    @classmethod
+    def _unique_tool_names(cls, tools: list[ToolSpec] | None) -> list[ToolSpec] | None:
+        """A tool is called by its name, so two tools of one name could not be told apart."""
+        names = [t.function.name for t in tools or []]
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            raise PydanticCustomError(
+                "duplicate_tool_name", "tool names must be unique; given more than once: {names}",
+                {"names": ", ".join(repeated)},
+            )  # fmt: skip
+        return tools
+
     @model_validator(mode="after")
     def _one_output_rule(self) -> ChatCompletionRequest:
         held = self.tool_mode in ("named", "required")
@@ -195,9 +219,13 @@ class ChatCompletionRequest(_OpenAIRequest):
             return None
         return [t.model_dump(exclude_none=True) for t in self.tools]
 
-    def output_schema(self) -> dict[str, Any] | None:
+    def _output_schema(self) -> dict[str, Any] | None:
         schema = output_schema(self.tool_mode, self.tools or [], self.tool_choice, self.parallel_tool_calls)
-        return checked_schema(schema, param="tools") if schema is not None else super().output_schema()
+        return checked_schema(schema, param="tools") if schema is not None else super()._output_schema()
+
+    @property
+    def schema_param(self) -> str:
+        return "tools" if self.tool_mode in ("named", "required") else super().schema_param
 
     def num_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None

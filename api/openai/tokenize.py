@@ -1,5 +1,6 @@
 """vLLM's /tokenize and /detokenize: a prompt (or chat messages) as the served model's token ids, and
-back. They run in the API process with the model's tokenizer files (api/generation/token_limits.py)."""
+back. They run in the API process with the model's tokenizer files (api/generation/token_limits.py), off
+its event loop, and each call counts as one request against the key's requests per minute."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pydantic import Field, model_validator
 from api import context
 from api.bodies import parse_body
 from api.errors import ApiError
-from api.generation.limits import check_token_ids, context_of
+from api.generation import charges
+from api.generation.limits import check_prompt_size, check_token_ids, context_of
 from api.generation.submit import resolve_model
 from api.generation.token_limits import PromptCounter, prompt_counter
 from api.openai.chat_messages import ChatMessageIn
@@ -25,7 +27,7 @@ class TokenizeRequest(OpenAIBody):
     """POST /tokenize: a prompt, or chat messages rendered with the model's chat template."""
 
     model: str | None = Field(default=None, min_length=1, max_length=256)
-    prompt: str | None = Field(default=None, max_length=1_000_000)
+    prompt: str | None = None
     messages: list[ChatMessageIn] | None = Field(default=None, min_length=1)
     add_special_tokens: bool | None = Field(default=None, description="default: true for a prompt")
     add_generation_prompt: bool = True
@@ -56,13 +58,17 @@ def _counter(model: str | None) -> tuple[str, PromptCounter, int | None]:
 
 
 @bp.post("/tokenize")
-@documented(body=TokenizeRequest, description="{count, max_model_len, tokens, token_strs}", errors=(404,))
+@documented(body=TokenizeRequest, description="{count, max_model_len, tokens, token_strs}", errors=(404, 429))
 def tokenize() -> Response:
     """A prompt or chat messages as the model's token ids, as the worker would prefill them."""
     req = parse_body(TokenizeRequest)
     _, counter, max_model_len = _counter(req.model)
-    if req.messages is not None:
-        ids = counter.encode_chat([m.to_message() for m in req.messages], req.add_generation_prompt)
+    messages = None if req.messages is None else [m.to_message() for m in req.messages]
+    chars = len(req.prompt or "") if messages is None else sum(len(m.content) for m in messages)
+    check_prompt_size(chars, "prompt" if messages is None else "messages")
+    charges.count_work(1)
+    if messages is not None:
+        ids = counter.encode_chat(messages, req.add_generation_prompt)
         if ids is None:
             raise ApiError(400, "messages: the model's chat template does not render here", param="messages")
         if req.add_special_tokens:
@@ -81,11 +87,12 @@ def tokenize() -> Response:
 
 
 @bp.post("/detokenize")
-@documented(body=DetokenizeRequest, description="{prompt}", errors=(404,))
+@documented(body=DetokenizeRequest, description="{prompt}", errors=(404, 429))
 def detokenize() -> Response:
     """Token ids as text (special tokens included)."""
     req = parse_body(DetokenizeRequest)
     _, counter, _ = _counter(req.model)
+    charges.count_work(1)
     if req.tokens:
         if min(req.tokens) < 0:
             raise ApiError(

@@ -95,3 +95,18 @@ def test_health_is_not_ready_while_the_default_model_is_unloaded(adv: Cluster) -
     finally:
         requests.post(f"{adv.url}/v1/models/load", json={"model": MODEL}, timeout=10)
         wait_for(lambda: requests.get(f"{adv.url}/health", timeout=10).status_code == 200, 90, "ready again")
+
+
+def test_duplicate_tool_names_are_a_400_naming_them(adv: Cluster) -> None:
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [tool, tool],
+        "tool_choice": {"type": "function", "function": {"name": "weather"}},
+        "max_tokens": 4,
+    }
+    resp = requests.post(f"{adv.url}/v1/chat/completions", json=body, timeout=10)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["param"] == "tools" and "weather" in error["message"] and "unique" in error["message"]

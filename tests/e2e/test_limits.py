@@ -46,6 +46,31 @@ def test_requests_per_minute_hold_across_two_api_processes(keyed: KeyedCluster) 
         assert a.headers["x-ratelimit-limit-requests"] == "10"
 
 
+def test_requests_per_minute_count_generations_and_tokenizing(keyed: KeyedCluster) -> None:
+    secret = keyed.key("rpm-6", rpm=6)
+    a_fresh_minute()
+
+    def completions(**body: Any) -> requests.Response:
+        body = {"model": "torchweave-tiny", "max_tokens": 1, **body}
+        return requests.post(f"{keyed.url}/v1/completions", json=body, headers=auth(secret), timeout=60)
+
+    too_many = completions(prompt=["a", "b", "c", "d"], n=2)  # 8 generations: more than a minute's 6
+    assert too_many.status_code == 400 and too_many.json()["error"]["code"] == "exceeds_request_limit"
+    four = completions(prompt=["a", "b"], n=2)
+    assert four.status_code == 200 and four.headers["x-ratelimit-remaining-requests"] == "2", four.text
+    tokenized = requests.post(
+        f"{keyed.urls[1]}/tokenize", json={"prompt": "hello"}, headers=auth(secret), timeout=10
+    )
+    assert tokenized.status_code == 200
+    over_context = completions(prompt="word " * 3000)  # tokenized, then refused: the work still counts
+    assert (
+        over_context.status_code == 400 and over_context.json()["error"]["code"] == "context_length_exceeded"
+    )
+    refused = post(keyed.urls[1], secret, prompt="x", max_new_tokens=1)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    print("rpm 6: 4 generations, 1 /tokenize and 1 refused prompt counted 6, then 429")
+
+
 def test_tokens_are_reserved_then_given_back_when_unused(keyed: KeyedCluster) -> None:
     secret = keyed.key("tpm-3000", tpm=3000)
     a_fresh_minute(30)
