@@ -1,6 +1,7 @@
-"""What serves now, end to end: the live views leave out workers that stopped, GET /v1/models (and so the
-OpenAI client's models.list()) lists only models a request can name, and a request accepted for a model
-that goes away ends with a reason instead of waiting forever (UNSERVED_TIMEOUT).
+"""What serves now, end to end: the live views (the Models page in chromium too) leave out workers that
+stopped, GET /v1/models (and so the OpenAI client's models.list()) lists only models a request can name,
+and a request accepted for a model that goes away ends with a reason instead of waiting forever
+(UNSERVED_TIMEOUT).
 
 Two real workers and the API on a Redis of their own; the tests run in order and share them.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from openai import OpenAI
+from playwright.sync_api import expect, sync_playwright
 
 from devtools.clients import SseEvent, indexed, iter_sse
 from devtools.embedded_redis import EmbeddedRedis
@@ -24,6 +26,7 @@ from devtools.servers import Process, start_api, start_worker, wait_for
 from shared import bus, fleet
 
 SECOND = "torchweave-tiny2"
+CHROMIUM = "/usr/bin/chromium"
 UNSERVED_TIMEOUT_S = 6.0
 
 
@@ -103,7 +106,22 @@ def test_a_stopped_worker_leaves_the_live_views_and_only_callable_models_are_lis
     shown = snapshot(url)
     assert {(e["worker_id"], e["state"]) for e in shown} == {(first, "ready"), (second, "ready")}, shown
 
-    cluster.workers[1].stop()
+    # The Models view, open in chromium while the worker stops: its bar goes with it.
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        page.route(
+            "**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort()
+        )
+        page.goto(f"{url}/ui/models")
+        bars = page.locator("tr[data-model='torchweave-tiny'] progress")
+        expect(bars).to_have_count(2, timeout=30_000)
+        cluster.workers[1].stop()
+        expect(bars).to_have_count(1, timeout=30_000)  # GET /v1/models, read every 5 s, lists it no more
+        expect(bars.first).to_have_attribute("data-worker", first)
+        browser.close()
     wait_for(lambda: second not in listing(url)["data"][0]["workers"], 30, "the stopped worker unlisted")
     [model] = listing(url)["data"]
     assert model["workers"] == [first]
