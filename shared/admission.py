@@ -195,15 +195,18 @@ def redispatch(r: redis.Redis, request_id: str, older_than_s: float) -> bool:
     return bool(result)
 
 
-def fail_queued(r: redis.Redis, model: str, message: str, ttl_s: int) -> int:
-    """Fail every request still queued for `model` with an error event saying why, giving back the
-    tokens each reserved; returns how many failed.
+def fail_queued(
+    r: redis.Redis, model: str, message: str, ttl_s: int, queued_before: float | None = None
+) -> int:
+    """Fail every request still queued for `model` (only those that arrived before `queued_before`, when
+    given) with an error event saying why, giving back the tokens each reserved; returns how many failed.
 
     For a model nobody serves any more (unloaded): its requests must end, not wait forever.
     """
     client: Any = r
     failed = 0
-    for rid in client.zrange(keys.waiting_key(model), 0, -1):
+    last = "+inf" if queued_before is None else f"({queued_before}"
+    for rid in client.zrangebyscore(keys.waiting_key(model), "-inf", last):
         stored = bus.load_request(r, rid)
         owner = stored.request.owner if stored else ""
         ended = run_script(

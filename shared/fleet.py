@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
 
 from shared import keys
 from shared.bus import Pipeline
-from shared.messages import ModelState, WorkerInfo
+from shared.messages import PENDING_FRESH_S, ModelLoadState, ModelState, WorkerInfo
 
 
 def publish_worker(r: redis.Redis | Pipeline, info: WorkerInfo, ttl_s: int) -> None:
@@ -47,6 +48,42 @@ def model_states(r: redis.Redis) -> dict[str, list[ModelState]]:
         name: [ModelState.model_validate_json(v) for v in values]
         for name, values in zip(names, pipe.execute(), strict=True)
     }
+
+
+def pick_workers(live: list[WorkerInfo], model: str, count: int) -> list[WorkerInfo]:
+    """Up to `count` of the live workers that neither serve nor load `model`: idle ones first, then
+    the least recently used (a worker's current model is unloaded to make room)."""
+    candidates = [w for w in live if w.model != model and w.state != "loading" and w.node]
+    candidates.sort(key=lambda w: (w.state != "idle", w.slots_used, w.last_request_at))
+    return candidates[:count]
+
+
+def serves_or_loads(model: str, live: list[WorkerInfo], states: list[ModelState]) -> bool:
+    """Whether some worker serves `model` or will soon: a live worker's heartbeat names it, or a load
+    of it reported progress (or was ordered) within PENDING_FRESH_S, by a worker whose first heartbeat
+    may still be to come."""
+    if any(w.model == model and w.state != "idle" and not is_unloading(w, states) for w in live):
+        return True
+    fresh = time.time() - PENDING_FRESH_S
+    return any(s.state is ModelLoadState.LOADING and s.updated_at > fresh for s in states)
+
+
+def states_of(r: redis.Redis, model: str) -> list[ModelState]:
+    """One model's per-worker states (workers that are gone included)."""
+    client: Any = r
+    return [ModelState.model_validate_json(v) for v in client.hvals(keys.model_state_key(model))]
+
+
+def is_unloading(worker: WorkerInfo, states: list[ModelState]) -> bool:
+    """Whether an unload of the worker's model was ordered (or done) since its last heartbeat: it serves
+    that model no longer, whatever the heartbeat still says."""
+    return any(
+        s.worker_id == worker.worker_id
+        and s.model == worker.model
+        and s.state is ModelLoadState.UNLOADED
+        and s.updated_at >= worker.updated_at
+        for s in states
+    )
 
 
 RECENT_TTFTS = 200

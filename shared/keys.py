@@ -99,6 +99,12 @@ def rate_key(key_id: str, kind: str, window: int) -> str:
     return f"{PREFIX}:rate:{key_id}:{kind}:{window}"
 
 
+def unserved_since_key(model: str) -> str:
+    """String: when a live worker first saw requests wait for this model while no worker served or loaded it
+    (unix seconds); removed once one does, or nothing waits."""
+    return f"{PREFIX}:unserved:{model}"
+
+
 def model_state_key(model: str) -> str:
     """Hash of one model's state on each worker: worker id -> ModelState JSON."""
     return f"{PREFIX}:model:{model}"

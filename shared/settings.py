@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         "TRUSTED_MODELS", (), "the only models allowed trust_remote_code (comma-separated)"
     )
     autoload: bool = _env("AUTOLOAD", False, "a request for a model nobody serves switches a worker")
+    unserved_timeout_s: float = _env(
+        "UNSERVED_TIMEOUT", 60.0, "seconds a request may wait for a model no worker serves or loads", gt=0
+    )
     model_idle_ttl_s: float = _env("MODEL_IDLE_TTL", 0.0, "unload a model unused this long (0: never)", ge=0)
     max_batch: int = _env("MAX_BATCH", 8, ge=1, le=4096)
     max_model_len: int = _env("MAX_MODEL_LEN", 0, "0: the model's own context length", ge=0)

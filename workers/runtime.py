@@ -34,6 +34,7 @@ from workers.recovery import reap
 from workers.service import EngineService
 from workers.snapshot import Identity, worker_info
 from workers.torch_thread import TorchThread
+from workers.unserved import handle_unserved
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class WorkerRuntime:
 
     def _reap(self) -> None:
         reap(self.redis, self.settings, self.enqueue)
+        handle_unserved(self.redis, self.settings)
 
     def pick_up_pending(self) -> None:
         """Carry out a load or unload the API ordered for this worker whose remote-control command never

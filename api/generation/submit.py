@@ -25,14 +25,17 @@ log = logging.getLogger(__name__)
 def resolve_model(model: str | None) -> tuple[str, list[WorkerInfo]]:
     """The model a request names (or the default), and the live workers.
 
-    A model no worker serves queues only while a load of it is under way, or with AUTOLOAD=1
-    (the least recently used worker switches to it); otherwise 404.
+    A model no worker serves (or whose every worker was told to unload it) queues only while a load of
+    it is under way, or with AUTOLOAD=1 (the least recently used worker switches to it); otherwise 404.
     """
     s, r = context.settings(), context.redis_client()
     name = model or s.model
     workers = fleet.list_workers(r)
-    if any(w.model == name and w.state != "idle" for w in workers):
-        return name, workers
+    serving = [w for w in workers if w.model == name and w.state != "idle"]
+    if serving:
+        states = fleet.states_of(r, name)
+        if not all(fleet.is_unloading(w, states) for w in serving):
+            return name, workers
     if name != s.model:
         name = catalog.checked_name(name)
     if catalog.state_of(r, name) in ("ready", "loading"):  # heartbeats lag the load's own record

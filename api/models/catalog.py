@@ -37,8 +37,9 @@ def summaries(r: redis.Redis, live_workers: list[WorkerInfo] | None = None) -> d
     """Every known model: its overall state, per-worker states and queue depth (`live_workers`: the
     live workers, when the caller has them already).
 
-    Overall: ready when a live worker serves it, else loading when one loads it, else failed
-    when a load failed (with the reasons), else unloaded.
+    Overall: ready when a live worker serves it (and was not told to unload it), else loading when one
+    loads it, else failed when a load failed (with the reasons), else unloaded. `per_worker` holds only
+    the live workers' current records, oldest first.
     """
     workers = {w.worker_id: w for w in (fleet.list_workers(r) if live_workers is None else live_workers)}
     states = _without_old_failures(r, fleet.model_states(r), workers)
@@ -47,8 +48,15 @@ def summaries(r: redis.Redis, live_workers: list[WorkerInfo] | None = None) -> d
             states[w.model] = []
     out: dict[str, dict[str, Any]] = {}
     for name, per_worker in sorted(states.items()):
-        live = [s for s in per_worker if s.worker_id in workers and _current(s, workers[s.worker_id])]
-        serving = {w.worker_id for w in workers.values() if w.model == name and w.state == "ready"}
+        live = sorted(
+            (s for s in per_worker if s.worker_id in workers and _current(s, workers[s.worker_id])),
+            key=lambda s: s.updated_at,
+        )
+        serving = {
+            w.worker_id
+            for w in workers.values()
+            if w.model == name and w.state == "ready" and not fleet.is_unloading(w, per_worker)
+        }
         serving |= {s.worker_id for s in live if s.state is ModelLoadState.READY}
         loading = [s for s in live if s.state is ModelLoadState.LOADING and s.worker_id not in serving]
         latest = max(per_worker, key=lambda s: s.updated_at, default=None)
@@ -69,9 +77,27 @@ def summaries(r: redis.Redis, live_workers: list[WorkerInfo] | None = None) -> d
             "reason": latest.reason if state == "failed" and latest is not None else None,
             "queued": bus.num_waiting(r, name),
             "created": int(min((workers[w].started_at for w in serving), default=0)),
-            "per_worker": [s.model_dump(mode="json", exclude={"v"}) for s in per_worker],
+            "per_worker": [s.model_dump(mode="json", exclude={"v"}) for s in live],
         }
     return out
+
+
+CALLABLE = ("ready", "loading")  # a request for a model in these states runs (when loading: once loaded)
+
+
+def live_states(r: redis.Redis) -> list[ModelState]:
+    """What the live workers do with each model now, oldest change first: the records of workers that
+    stopped (their heartbeat expired) and records a worker's later heartbeat contradicts are left out."""
+    workers = {w.worker_id: w for w in fleet.list_workers(r)}
+    return sorted(
+        (
+            s
+            for states in fleet.model_states(r).values()
+            for s in states
+            if s.worker_id in workers and _current(s, workers[s.worker_id])
+        ),
+        key=lambda s: s.updated_at,
+    )
 
 
 def _without_old_failures(
@@ -113,14 +139,6 @@ def state_of(r: redis.Redis, model: str) -> str | None:
     return None if info is None else str(info["state"])
 
 
-def pick_workers(live: list[WorkerInfo], model: str, count: int) -> list[WorkerInfo]:
-    """Up to `count` of the live workers that neither serve nor load `model`: idle ones first, then
-    the least recently used (a worker's current model is unloaded to make room)."""
-    candidates = [w for w in live if w.model != model and w.state != "loading" and w.node]
-    candidates.sort(key=lambda w: (w.state != "idle", w.slots_used, w.last_request_at))
-    return candidates[:count]
-
-
 def start_load(model: str, count: int) -> list[WorkerInfo]:
     """Tell `count` workers to load `model`; 400 past the live worker count, 409 when no worker is free."""
     r = context.redis_client()
@@ -128,7 +146,7 @@ def start_load(model: str, count: int) -> list[WorkerInfo]:
     if count > len(live):
         raise ApiError(400, f"workers: {count} asked for, but {len(live)} workers are live",
                        param="workers", code="too_many_workers")  # fmt: skip
-    chosen = pick_workers(live, model, count)
+    chosen = fleet.pick_workers(live, model, count)
     if not chosen:
         raise ApiError(409, f"no worker is free to load {model!r}: every live worker serves it or is loading",
                        param="model", code="no_free_worker")  # fmt: skip

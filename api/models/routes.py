@@ -31,13 +31,20 @@ bp = Blueprint("models", __name__)
 @bp.get("/v1/models")
 @documented()
 def list_models() -> Response:
-    """Known models in OpenAI's list shape, each with its state (loading, ready, failed, unloaded),
-    load progress, the workers serving it and its queue depth."""
-    data = [
+    """The models a request can name now (ready, or loading) in OpenAI's list shape under `data`, each
+    with its state, load progress, the live workers serving it and its queue depth; the models that
+    failed to load or were unloaded are listed apart, under `history`, with the reason a load failed."""
+    models = [
         {"id": name, "object": "model", "owned_by": "torchweave", **info}
         for name, info in catalog.summaries(context.redis_client()).items()
     ]
-    return jsonify({"object": "list", "data": data})
+    return jsonify(
+        {
+            "object": "list",
+            "data": [m for m in models if m["state"] in catalog.CALLABLE],
+            "history": [m for m in models if m["state"] not in catalog.CALLABLE],
+        }
+    )
 
 
 @bp.post("/v1/models/load")
@@ -82,9 +89,10 @@ def check_stream_id(raw: str) -> None:
     stream=True, description="`model` events", errors=(400,), query=(QueryParam("from", {"type": "string"}),)
 )
 def events() -> Response:
-    """SSE: the current state of every model on every worker, then each change as it happens.
+    """SSE: what each live worker does with each model now (oldest first), then each change as it happens.
 
-    Each event's id is its Redis stream id; reconnect with Last-Event-ID to miss nothing.
+    Each event's id is its Redis stream id; reconnect with Last-Event-ID to miss nothing, or ask
+    `from=0-0` for the history: every change still kept (the newest 1000 or so), in order.
     """
     r = context.redis_client()
     heartbeat_s = context.settings().sse_heartbeat_s
@@ -95,7 +103,7 @@ def events() -> Response:
     else:
         newest: Any = r.xrevrange(keys.MODEL_EVENTS, count=1)
         after = newest[0][0] if newest else "0-0"
-        snapshot = [s for states in fleet.model_states(r).values() for s in states]
+        snapshot = catalog.live_states(r)
 
     def body() -> Iterator[str]:
         cursor = after

@@ -18,7 +18,9 @@ MODEL = "torchweave-tiny"
 
 
 def models(adv: Cluster) -> dict[str, dict[str, Any]]:
-    return {m["id"]: m for m in requests.get(f"{adv.url}/v1/models", timeout=10).json()["data"]}
+    """Every model GET /v1/models lists: the callable ones (`data`) and the others (`history`)."""
+    body = requests.get(f"{adv.url}/v1/models", timeout=10).json()
+    return {m["id"]: m for m in body["data"] + body["history"]}
 
 
 def test_a_chat_prompt_over_the_context_is_a_400_naming_it(adv: Cluster) -> None:

@@ -52,9 +52,12 @@ def cluster(
 
 
 def models(url: str) -> dict[str, dict[str, Any]]:
+    """Every model GET /v1/models lists: the callable ones (`data`) and the others (`history`)."""
     body = requests.get(f"{url}/v1/models", timeout=5).json()
     assert body["object"] == "list"
-    return {m["id"]: m for m in body["data"]}
+    assert all(m["state"] in ("ready", "loading") for m in body["data"]), body
+    assert all(m["state"] in ("failed", "unloaded") for m in body["history"]), body
+    return {m["id"]: m for m in body["data"] + body["history"]}
 
 
 def wait_state(url: str, model: str, state: str, timeout_s: float = 90) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""lm-evaluation-harness's `local-completions` model on a tiny local multiple-choice task (a jsonl and a
-task YAML, no Hub): its loglikelihoods, read from echoed prompt logprobs, equal a direct forward pass."""
+"""lm-evaluation-harness's `local-completions` model on the tiny local multiple-choice task shipped in
+examples/lm_eval (a jsonl and a task YAML, no Hub): its loglikelihoods, read from echoed prompt logprobs,
+equal a direct forward pass."""
 
 from __future__ import annotations
 
@@ -7,32 +8,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
+from shared.settings import PROJECT_ROOT
 from tests.e2e.clients.conftest import MODEL
 
 TASK = "torchweave_tiny_mc"
+TASK_DIR = PROJECT_ROOT / "examples" / "lm_eval"  # shipped: the README's lm_eval command runs it
 DOCS: list[dict[str, Any]] = [
-    {"question": "The sky is", "choices": ["blue", "green"], "answer": 0},
-    {"question": "Two plus two is", "choices": ["four", "five", "six"], "answer": 0},
-    {"question": "Fire is", "choices": ["hot", "cold"], "answer": 0},
+    json.loads(line) for line in (TASK_DIR / f"{TASK}.jsonl").read_text().splitlines() if line
 ]
-
-
-def write_task(folder: Path) -> None:
-    data = folder / "docs.jsonl"
-    data.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
-    (folder / f"{TASK}.yaml").write_text(
-        f"task: {TASK}\n"
-        "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "test_split: test\n"
-        "output_type: multiple_choice\n"
-        'doc_to_text: "{{question}}"\n'
-        'doc_to_choice: "{{choices}}"\n'
-        'doc_to_target: "{{answer}}"\n'
-        "metric_list:\n  - metric: acc\n"
-    )
 
 
 def direct_loglikelihood(reference: Any, context: str, continuation: str) -> float:
@@ -46,12 +32,12 @@ def direct_loglikelihood(reference: Any, context: str, continuation: str) -> flo
 
 
 def test_lm_eval_loglikelihoods_match_a_direct_forward_pass(
-    live_url: str, model_dir: Path, reference: Any, tmp_path: Path
+    live_url: str, model_dir: Path, reference: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lm_eval import simple_evaluate  # after the offline environment is set: datasets reads it at import
     from lm_eval.tasks import TaskManager
 
-    write_task(tmp_path)
+    monkeypatch.chdir(PROJECT_ROOT)  # the task names its data relative to the repository root, as printed
     model_args = (
         f"model={MODEL},base_url={live_url}/v1/completions,tokenizer={model_dir},"
         "tokenizer_backend=huggingface,tokenized_requests=True,num_concurrent=1,max_retries=1"
@@ -60,7 +46,7 @@ def test_lm_eval_loglikelihoods_match_a_direct_forward_pass(
         model="local-completions",
         model_args=model_args,
         tasks=[TASK],
-        task_manager=TaskManager(include_path=str(tmp_path)),
+        task_manager=TaskManager(include_path=str(TASK_DIR)),
         log_samples=True,
     )
     assert results is not None

@@ -80,12 +80,14 @@ async function unload(model) {
 async function refresh() {
   let data;
   try {
-    ({ data } = await getJSON("/v1/models"));
+    const body = await getJSON("/v1/models");
+    data = [...body.data, ...(body.history || [])]; // the callable models, then the failed and unloaded
   } catch (err) {
     say(byId("models-status"), err.message);
     return;
   }
   for (const info of data) {
+    forgetGone(info);
     for (const state of info.per_worker || []) remember(state);
     update(info);
   }
@@ -111,6 +113,20 @@ function onState(event) {
   if (row) drawWorkers(event.model, row);
   clearTimeout(refreshSoon); // the overall state and worker list follow from several events: read once
   refreshSoon = setTimeout(refresh, 300);
+}
+
+/** Drop the bars of workers that stopped: per_worker lists only live workers. */
+function forgetGone(info) {
+  const live = new Set((info.per_worker || []).map((s) => s.worker_id));
+  const known = states.get(info.id);
+  for (const worker of known?.keys() || []) if (!live.has(worker)) known.delete(worker);
+  const row = rows.get(info.id);
+  for (const [worker, entry] of row?.bars || []) {
+    if (!live.has(worker)) {
+      entry.item.remove();
+      row.bars.delete(worker);
+    }
+  }
 }
 
 function remember(state) {
