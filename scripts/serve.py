@@ -159,6 +159,7 @@ def main() -> int:
     except SettingsError as exc:
         return say(str(exc), 2)
     die_with_parent(signal.SIGTERM)  # `make` killed: stop everything in order, as Ctrl-C does
+    signal.signal(signal.SIGHUP, signal.default_int_handler)  # until supervisord runs: leave as Ctrl-C does
     try:
         lock = local_run.claim(s.cache_dir)  # before anything is touched
     except local_run.AlreadyRunning as exc:
@@ -188,14 +189,15 @@ def main() -> int:
 
     run = Run(s, run_dir)
     threading.Thread(target=run.follow_logs, daemon=True).start()
-    # supervisord holds the lock too (pass_fds): should we die first, it is still held until it stops.
+    # supervisord holds the lock too (pass_fds): should we die first, it is still held until it stops. It
+    # has a process group of its own, out of the terminal's reach: a closed terminal's SIGHUP would make it
+    # reload, so every signal of the terminal reaches it from us, as SIGTERM.
     run.supervisor = subprocess.Popen(
         [str(BIN / "supervisord"), "-c", str(conf)], env=env, cwd=PROJECT_ROOT,
-        pass_fds=(lock.fileno(),), preexec_fn=die_with_parent,
+        pass_fds=(lock.fileno(),), preexec_fn=die_with_parent, process_group=0,
     )  # fmt: skip
-    # supervisord gets the terminal's Ctrl-C itself; SIGTERM (or a SIGINT sent to us alone) it gets from us.
-    signal.signal(signal.SIGTERM, run.terminate)
-    signal.signal(signal.SIGINT, run.terminate)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, run.terminate)
     try:
         if redis is None or wait_for_redis(redis, run.supervisor, 30):
             run.start_programs([t for t in types if counts.get(t.name, 1) >= 1] if redis else [])
