@@ -59,11 +59,11 @@ def test_make_run_restarts_a_killed_worker_and_loses_no_stream(
             assert [e.data["index"] for e in events] == list(range(len(events)))
             assert events[-1].event == "done" and events[-1].data["usage"]["completion_tokens"] == 1200
 
-        everything = session_pids(serve.session)
-        serve_py = [pid for pid in everything if is_serve_py(pid)]
+        serve_py = [pid for pid in session_pids(serve.session) if is_serve_py(pid)]
         for pid in [serve.popen.pid, *serve_py]:  # make, then serve.py: nothing is left to stop the rest
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in everything), 60, "no process left")
+        # Every process make run started is in the terminal's session, whatever its process group.
+        wait_for(lambda: session_pids(serve.session) == [], 60, "no process of make run left")
     finally:
         serve.close()
 

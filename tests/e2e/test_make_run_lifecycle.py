@@ -8,6 +8,7 @@ leaves the first alone; a port in use or a public HOST without credentials ends 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,11 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+import simple_websocket
 
-from devtools.clients import SseEvent, indexed, iter_sse, read_sse, submit
+from devtools.clients import SseEvent, connect_ws, indexed, iter_sse, read_sse, submit
 from devtools.embedded_redis import free_port
 from devtools.terminal import Terminal, session_pids
 from shared.settings import PROJECT_ROOT
@@ -67,6 +70,20 @@ def follow(url: str, events: list[SseEvent], started: threading.Event) -> None:
                 started.set()
 
 
+def follow_ws(ws_url: str, messages: list[dict[str, Any]], closes: list[int | None]) -> None:
+    """Append a WebSocket's messages until the server closes it, then its close code."""
+    ws = connect_ws(ws_url)
+    try:
+        while True:
+            msg = ws.receive(timeout=120)
+            if msg is None:
+                break
+            messages.append(json.loads(msg))
+    except simple_websocket.ConnectionClosed:
+        pass
+    closes.append(ws.close_reason)
+
+
 def test_ctrl_c_hands_running_requests_back_and_the_next_run_finishes_them(
     server_env: dict[str, str], cache_dir: Path, tmp_path: Path
 ) -> None:
@@ -107,6 +124,10 @@ def test_ctrl_c_hands_running_requests_back_and_the_next_run_finishes_them(
         started = threading.Event()
         follower = threading.Thread(target=follow, args=(subs[0]["stream_url"], events, started), daemon=True)
         follower.start()
+        ws_messages: list[dict[str, Any]] = []
+        ws_closes: list[int | None] = []
+        ws_url = url.replace("http", "ws", 1) + f"/v1/requests/{subs[1]['id']}/ws"
+        threading.Thread(target=follow_ws, args=(ws_url, ws_messages, ws_closes), daemon=True).start()
         assert started.wait(120), "no token streamed"
         mark = len(first.output)
         stop_s = stop_with_ctrl_c(first)
@@ -119,6 +140,7 @@ def test_ctrl_c_hands_running_requests_back_and_the_next_run_finishes_them(
     assert events[-1].event == "reconnect", events[-3:]  # not a silent close
     last = events[-1].data["last_index"]
     assert last == indexed(events)[-1].data["index"]
+    assert ws_messages[-1]["event"] == "reconnect" and ws_closes == [1012]  # 1012: service restart
     assert "handing 2 requests back" in stopping
     assert "Traceback" not in stopping
 
@@ -171,7 +193,9 @@ def test_a_port_in_use_ends_make_run_naming_the_port_and_its_holder(
 def test_a_public_host_without_credentials_ends_make_run_naming_the_variables(
     server_env: dict[str, str], cache_dir: Path, tmp_path: Path
 ) -> None:
-    env = {**run_env(server_env, tmp_path / "cache", cache_dir), "HOST": "0.0.0.0", "METRICS_TOKEN": "t"}
+    env = run_env(server_env, tmp_path / "cache", cache_dir)
+    env = {k: v for k, v in env.items() if k not in ("ADMIN_API_KEY", "FLOWER_BASIC_AUTH")}
+    env.update(HOST="0.0.0.0", METRICS_TOKEN="t")
     code, output, took_s = refused(env)
     assert code != 0 and took_s < 10
     assert "set ADMIN_API_KEY and FLOWER_BASIC_AUTH, or bind HOST=127.0.0.1" in output, output
