@@ -35,6 +35,8 @@ from shared.parent_death import die_with_parent
 from shared.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 
 POLL_S = 0.2
+CRASH_LIMIT = 3  # unexpected exits of one process within CRASH_WINDOW_S: it keeps dying, stop everything
+CRASH_WINDOW_S = 60.0
 BIN = Path(sys.executable).parent
 
 
@@ -55,6 +57,7 @@ class Run:
         self.given_up = ""  # the process supervisord gave up on, if any
         self.last_line_at = time.monotonic()
         self.supervisor: subprocess.Popen[bytes] | None = None
+        self.exits: dict[str, list[float]] = {}  # each process's recent unexpected exits
 
     def banner(self) -> str:
         s = self.settings
@@ -100,16 +103,29 @@ class Run:
                 for line in chunk.decode(errors="replace").splitlines():
                     self.last_line_at = time.monotonic()
                     print(f"{path.stem:>14} | {line}", flush=True)
-                    if "entered FATAL state" in line and not self.given_up:
-                        self.give_up(line.split("gave up: ", 1)[-1].split(" ", 1)[0])
+                    if path.stem == "supervisord" and not self.given_up:
+                        self.watch(line)
+
+    def watch(self, line: str) -> None:
+        """Give up on a process supervisord gave up on (it kept dying at start), or one that keeps dying
+        after its start (CRASH_LIMIT unexpected exits within CRASH_WINDOW_S): a restart loop helps nobody."""
+        if "entered FATAL state" in line:
+            self.give_up(line.split("gave up: ", 1)[-1].split(" ", 1)[0])
+        elif "not expected)" in line and "exited: " in line:
+            process = line.split("exited: ", 1)[1].split(" ", 1)[0]
+            now = time.monotonic()
+            recent = [t for t in self.exits.get(process, []) if now - t < CRASH_WINDOW_S] + [now]
+            self.exits[process] = recent
+            if len(recent) >= CRASH_LIMIT:
+                self.give_up(process)
 
     def give_up(self, process: str) -> None:
-        """A process keeps dying at start: show its last lines, then stop everything."""
+        """A process keeps dying: show its last lines, then stop everything."""
         self.given_up = process
         log = self.logs / f"{process}.log"
         tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
         print("\n  Its last lines:\n" + "\n".join(f"    {t}" for t in tail) + "\n", flush=True)
-        say(f"{process} keeps dying at start (its last lines are above); stopping everything", 1)
+        say(f"{process} keeps dying (its last lines are above); stopping everything", 1)
         self.terminate()
 
     def terminate(self, *_: object) -> None:
