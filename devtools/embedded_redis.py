@@ -104,7 +104,8 @@ class EmbeddedRedis:
                     if s.recv(64).rstrip().endswith(b"+PONG"):
                         return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)  # refused, or -LOADING while it reads its append-only file
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s}s")
 

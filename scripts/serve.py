@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -146,21 +145,6 @@ class Run:
                     time.sleep(POLL_S)  # its socket is not up yet
 
 
-def wait_for_redis(redis: EmbeddedRedis, supervisor: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    """Whether the embedded Redis (a supervisord program) answered PING before supervisord ended."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and supervisor.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", redis.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(64).rstrip().endswith(b"+PONG"):
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def already_running(instance: local_run.Instance | None, cache_dir: Path) -> str:
     where = f"pid {instance.pid}, API on {instance.api_url}" if instance else "starting"
     return (
@@ -215,11 +199,14 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, run.terminate)
     try:
-        if redis is None or wait_for_redis(redis, run.supervisor, 30):
-            run.start_programs([t for t in types if counts.get(t.name, 1) >= 1] if redis else [])
-        elif run.supervisor.poll() is None:
-            run.given_up = "redis"
-            say(f"the embedded Redis did not answer within 30 s; see {run.logs / 'redis-0.log'}", 1)
+        if redis is not None:
+            try:
+                redis.wait_until_up(timeout_s=30)  # answers once its data is loaded
+                run.start_programs([t for t in types if counts.get(t.name, 1) >= 1])
+            except RuntimeError:
+                run.given_up = "redis"
+                say(f"the embedded Redis did not answer within 30 s; see {run.logs / 'redis-0.log'}", 1)
+                run.terminate()
         threading.Thread(target=run.announce_when_ready, daemon=True).start()
         code = run.supervisor.wait()
     finally:
