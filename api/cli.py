@@ -1,5 +1,8 @@
-"""`torchweave keys ...`: create, list and revoke API keys straight in Redis (REDIS_URL), for operators;
+"""`torchweave keys ...`: create, list and revoke API keys straight in Redis, for operators;
 `torchweave stage MODEL`: fetch a model once into CACHE_DIR for the workers.
+
+The Redis is REDIS_URL when set, else the one of the `make run` running in this checkout (its embedded
+Redis sits on a port of its own, recorded in CACHE_DIR/run/instance.json).
 
 torchweave keys create --name alice --role user --rpm 60 --tpm 20000
 torchweave keys list
@@ -12,14 +15,16 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
+import redis
 from pydantic import ValidationError
 
 from api.auth import store
 from api.auth.revocation import revoke_key
 from api.auth.schemas import CreateKeyBody
-from shared import bus
-from shared.settings import get_settings
+from shared import bus, local_run
+from shared.settings import Settings, SettingsError, get_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,12 +53,37 @@ def stage(model: str, dtype: str | None) -> int:
     return subprocess.call(command)
 
 
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL when set, else the running `make run`'s Redis, else the default (which may be down)."""
+    if "redis_url" in settings.model_fields_set:
+        return settings.redis_url
+    instance = local_run.running_instance(settings.cache_dir)
+    return instance.redis_url if instance else settings.redis_url
+
+
+def connect() -> redis.Redis:
+    """A client of the Redis the keys live in; SystemExit with one line saying what to do if none answers."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"torchweave: {exc}") from None
+    url = redis_url(settings)
+    r = bus.connect(url, settings.redis_tls_verify)
+    try:
+        r.ping()
+    except redis.RedisError as exc:
+        where = urlsplit(url)  # never the password
+        raise SystemExit(
+            f"torchweave: no Redis answers at {where.hostname}:{where.port or 6379} ({exc}); start "
+            "`make run` in this checkout, or set REDIS_URL to your Redis"
+        ) from None
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.noun == "stage":
         return stage(args.model, args.dtype)
-    settings = get_settings()
-    r = bus.connect(settings.redis_url, settings.redis_tls_verify)
     if args.verb == "create":
         try:  # the same rules as POST /v1/keys
             body = CreateKeyBody(name=args.name, role=args.role, rpm=args.rpm, tpm=args.tpm)
@@ -61,13 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             first = exc.errors()[0]
             print(f"--{first['loc'][0]}: {first['msg']}", file=sys.stderr)
             return 2
-        secret, key = store.create(r, body.name, body.role, body.rpm, body.tpm)
+        secret, key = store.create(connect(), body.name, body.role, body.rpm, body.tpm)
         print(f"created key {key.key_id} ({key.name}, {key.role}); its secret, shown only now:\n{secret}")
     elif args.verb == "list":
-        for key in store.list_keys(r):
+        for key in store.list_keys(connect()):
             limits = f"rpm={key.rpm or '-'} tpm={key.tpm or '-'}"
             print(f"{key.key_id}  {key.role:5}  {limits:24}  {key.name}")
-    elif (ended := revoke_key(r, args.key_id, settings.stream_ttl_s)) is None:
+    elif (ended := revoke_key(connect(), args.key_id, get_settings().stream_ttl_s)) is None:
         print(f"no key {args.key_id!r}", file=sys.stderr)
         return 1
     else:

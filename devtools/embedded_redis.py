@@ -64,41 +64,48 @@ class EmbeddedRedis:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{address}:{self.port}/0"
 
+    def argv(self) -> list[str]:
+        """The redis-server command line (`make run` hands it to supervisord)."""
+        return [
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            *self.bind,
+            *(["--requirepass", self.password] if self.password else []),
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--loglevel",
+            "warning",
+        ]
+
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                find_redis_server(),
-                "--port",
-                str(self.port),
-                "--bind",
-                *self.bind,
-                *(["--requirepass", self.password] if self.password else []),
-                "--dir",
-                str(self.data_dir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes" if self.appendonly else "no",
-                "--appendfsync",
-                "everysec",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        self.process = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL)
+        self.wait_until_up(timeout_s)
+        return self
+
+    def wait_until_up(self, timeout_s: float = 10.0) -> None:
+        """Return once it answers PING (its data loaded); RuntimeError if it exits or stays silent."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
                     s.sendall(auth + b"PING\r\n")
                     if s.recv(64).rstrip().endswith(b"+PONG"):
-                        return self
+                        return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)  # refused, or -LOADING while it reads its append-only file
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s}s")
 

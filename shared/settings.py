@@ -179,18 +179,25 @@ def is_public(host: str) -> bool:
     return not host.startswith(LOOPBACK)
 
 
-def check_exposure(settings: Settings, service: str) -> None:
-    """Refuse to serve `service` ("api", "flower" or "metrics") on a public interface without its
-    credentials; SettingsError saying what to set."""
+def missing_credentials(settings: Settings) -> dict[str, str]:
+    """The services ("api", "flower", "metrics") that HOST would expose without credentials, each with the
+    variable that would give them; empty on a loopback HOST."""
     if not is_public(settings.host):
-        return
-    missing = {
+        return {}
+    needed = {
         "api": ("ADMIN_API_KEY", settings.admin_api_key),
         "flower": ("FLOWER_BASIC_AUTH", settings.flower_basic_auth),
         "metrics": ("METRICS_TOKEN", settings.metrics_token),
-    }[service]
-    if not missing[1]:
+    }
+    return {service: variable for service, (variable, value) in needed.items() if not value}
+
+
+def check_exposure(settings: Settings, service: str) -> None:
+    """Refuse to serve `service` ("api", "flower" or "metrics") on a public interface without its
+    credentials; SettingsError saying what to set."""
+    variable = missing_credentials(settings).get(service)
+    if variable:
         raise SettingsError(
             f"HOST={settings.host} would serve the {service} to every network this machine is on with no "
-            f"credentials: set {missing[0]}, or bind HOST=127.0.0.1"
+            f"credentials: set {variable}, or bind HOST=127.0.0.1"
         )

@@ -6,6 +6,7 @@ progress and state to Redis, and everything here reads it from there.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from api.models.hub_search import search_models
 from api.models.schemas import LoadModelBody, UnloadModelBody
 from api.route_docs import QueryParam, documented
 from api.streaming import sse
+from api.streaming.stopping import RECONNECT, is_stopping, reconnect_message
 from shared import fleet, keys
 
 bp = Blueprint("models", __name__)
@@ -111,7 +113,7 @@ def events() -> Response:
         for state in snapshot:
             yield sse.frame(state.model_dump_json(exclude={"v"}), event="model")
         last_sent = time.monotonic()
-        while True:
+        while not is_stopping():
             for entry_id, state in fleet.read_model_events(r, cursor, block_ms=2000):
                 cursor = entry_id
                 yield sse.frame(state.model_dump_json(exclude={"v"}), event="model", id=entry_id)
@@ -119,6 +121,7 @@ def events() -> Response:
             if time.monotonic() - last_sent >= heartbeat_s:
                 yield sse.KEEP_ALIVE
                 last_sent = time.monotonic()
+        yield sse.frame(json.dumps(reconnect_message()), event=RECONNECT)
 
     return sse.event_stream(body())
 

@@ -16,8 +16,11 @@ from api.openai.schemas import ChatCompletionRequest, CompletionRequest
 from api.openai.tools import parse_output
 from api.streaming import sse
 from api.streaming.relay import follow_many
+from api.streaming.stopping import is_stopping
 from shared import lifecycle
 from shared.messages import GenerationRequest, PromptTokenLogprob, StreamEvent, TokenEvent, TokenLogprob
+
+STOPPING = "server_stopping"
 
 
 class OpenAIResponse:
@@ -58,6 +61,8 @@ class OpenAIResponse:
     def _events(self) -> Iterator[tuple[int, StreamEvent]]:
         """Every choice's events, merged; a failed choice fails the whole response."""
         for tagged in follow_many(self.fanout, [g.request_id for g in self.gens]):
+            if is_stopping():  # OpenAI's clients cannot resume a stream: they are told to send it again
+                raise ApiError(503, "this server is stopping: send the request again", code=STOPPING)
             if tagged is None:
                 continue
             tag, event = tagged
@@ -183,7 +188,7 @@ class OpenAIResponse:
             finished = True
             yield sse.frame("[DONE]")
         except ApiError as exc:  # mid-stream: the error in OpenAI's shape, then the end
-            finished = True
+            finished = exc.code != STOPPING  # a request nobody will read is cancelled (below)
             error = {"message": exc.message, "type": "server_error", "param": exc.param, "code": exc.code}
             yield sse.frame(json.dumps({"error": error}))
             yield sse.frame("[DONE]")

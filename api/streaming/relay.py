@@ -22,6 +22,7 @@ from flask import Response
 from api.generation.queue import queue_info
 from api.streaming import sse
 from api.streaming.fanout import StreamFanout, Tagged
+from api.streaming.stopping import RECONNECT, is_stopping, reconnect_message
 from api.telemetry import RELAY_LAG, STREAMS_OPEN
 from shared import bus, lifecycle, timeline
 from shared.messages import GenerationRequest, StreamEvent, TokenEvent
@@ -95,14 +96,20 @@ class Relay:
     # Whether the subscriber's credential still stands (None: keys are off, nothing to check).
     is_allowed: Callable[[], bool] | None = None
     _checked_at: float = field(default=0.0, init=False)
+    is_released: bool = False  # this API process is stopping and told the client where to resume
 
     def messages(self) -> Iterator[tuple[str, Any]]:
         """Yield ("event", StreamEvent), ("queued", info), ("heartbeat", None), or ("tick", None) after an
-        idle second with nothing to send (a WebSocket checks its peer then); raises StreamGone."""
+        idle second with nothing to send (a WebSocket checks its peer then); raises StreamGone. When this
+        API process stops, the last is ("reconnect", where to resume)."""
         rid = self.request.request_id
         last_queued = None
         last_sent = time.monotonic()
         for event in self._with_first_tick(follow(self.fanout, rid, self.after_index)):
+            if is_stopping():
+                self.is_released = True
+                yield RECONNECT, reconnect_message(f"/v1/requests/{rid}/stream", self.after_index)
+                return
             now = time.monotonic()
             # A revocation cancels the key's requests: their final event is checked at once, so the
             # stream ends with key_revoked rather than a plain cancellation.
@@ -167,8 +174,9 @@ class Relay:
         yield from events
 
     def cancel_if_abandoned(self) -> None:
-        """Cancel the request when the subscriber left before the end (one-shot or cancel_on_disconnect)."""
-        if not self.is_complete:
+        """Cancel the request when the subscriber left before the end (one-shot or cancel_on_disconnect),
+        unless this process stopping ended the stream (the client was told to resume elsewhere)."""
+        if not (self.is_complete or self.is_released):
             # If Redis is gone too, the request ends on its own limits.
             with contextlib.suppress(redis.RedisError):
                 lifecycle.cancel(self.r, self.request, self.settings.stream_ttl_s)

@@ -25,6 +25,7 @@ from api.streaming.websocket import HelloError, guard_inbox, read_hello
 from shared import bus
 from shared.messages import GenerationRequest
 
+SERVICE_RESTART = 1012  # the WebSocket close code for "the server is restarting: reconnect"
 bp = Blueprint("streaming", __name__, url_prefix="/v1")
 sock = Sock()
 FROM = QueryParam(
@@ -115,7 +116,7 @@ def websocket(ws: Any, request_id: str) -> None:
     finally:
         if gen.cancel_on_disconnect:
             relay.cancel_if_abandoned()
-    ws.close()
+    ws.close(reason=SERVICE_RESTART if relay.is_released else None)
 
 
 def _refuse(ws: Any, message: str, reason: str, code: str | None = None) -> None:
