@@ -93,6 +93,7 @@ def model_state_key(model: str) -> str:
     return f"{PREFIX}:model:{model}"
 
 
-def metrics_once_key(flush_id: str) -> str:
-    """String set by one flush of metrics (expires): the same writes applied again add nothing."""
-    return f"{PREFIX}:metrics:once:{flush_id}"
+def metrics_marks_key(worker_id: str) -> str:
+    """Hash of one worker's metric flushes applied: thread lane -> the last flush number applied (expires
+    MARKS_TTL_S after the last flush), so a flush retried after a lost reply adds nothing twice."""
+    return f"{PREFIX}:metrics:marks:{worker_id}"
