@@ -7,6 +7,7 @@ Each process's output is shown with its name, and kept in CACHE_DIR/run/logs.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -20,9 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from devtools.embedded_redis import EmbeddedRedis
 from devtools.supervision import read_procfile, render
+from shared import bus, redis_memory
 from shared.settings import PROJECT_ROOT, get_settings
 
 POLL_S = 0.2
+log = logging.getLogger("serve")
 
 
 def announce_when_ready(base: str, flower: str, metrics: str, stop: threading.Event) -> None:
@@ -83,6 +86,9 @@ def main() -> int:
         redis_server = EmbeddedRedis(s.cache_dir / "redis", appendonly=True).start()
         env["REDIS_URL"] = redis_server.url
         print(f"embedded Redis on {redis_server.url}, data in {redis_server.data_dir}", flush=True)
+    warning = redis_memory.check_eviction_policy(bus.connect(env["REDIS_URL"], s.redis_tls_verify), log)
+    if warning is not None:
+        print(f"\n  WARNING: {warning}\n", flush=True)
     conf = run_dir / "supervisord.conf"
     counts = {"worker": s.num_workers}
     conf.write_text(render(read_procfile(PROJECT_ROOT / "Procfile"), counts, run_dir, s.drain_timeout_s))

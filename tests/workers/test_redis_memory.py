@@ -1,19 +1,25 @@
 """What a request leaves in Redis, on a real Redis: a running request's keys never expire, a finished one's
-do, and the marks that keep metric flushes exactly-once stay one key per worker however many steps run."""
+do, and the marks that keep metric flushes exactly-once stay one key per worker however many steps run. A
+worker started on a Redis that may evict keys warns at once."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
 
+from devtools.embedded_redis import EmbeddedRedis
 from shared import admission, bus, keys, lifecycle, metrics, timeline
 from shared.messages import FinishReason, GenerationRequest, SamplingParams, Usage
+from shared.settings import Settings
 from workers.model_loader import LoadedModel
 from workers.request_stream import ActiveRequest, StreamWrites
+from workers.runtime import WorkerRuntime
 from workers.text_output import TextOutput
 
 TTL_S = 300
@@ -24,9 +30,9 @@ def r(redis_url: str) -> redis.Redis:
     return bus.connect(redis_url.rsplit("/", 1)[0] + "/14")  # a database of its own: no reaper here
 
 
-def queued(r: redis.Redis, model: str | None = None) -> GenerationRequest:
-    request = GenerationRequest(request_id=uuid.uuid4().hex, model=model or f"m-{uuid.uuid4().hex}",
-                                prompt="p", params=SamplingParams(ignore_eos=True), created_at=time.time())  # fmt: skip
+def queued(r: redis.Redis) -> GenerationRequest:
+    request = GenerationRequest(request_id=uuid.uuid4().hex, model=f"m-{uuid.uuid4().hex}", prompt="p",
+                                params=SamplingParams(ignore_eos=True), created_at=time.time())  # fmt: skip
     admission.admit(r, [request], ttl_s=TTL_S)
     timeline.record(r, request.request_id, "submitted", TTL_S)
     return request
@@ -35,7 +41,7 @@ def queued(r: redis.Redis, model: str | None = None) -> GenerationRequest:
 def ttls(r: redis.Redis, request_id: str) -> dict[str, int]:
     """Seconds left of the record, the stream and the timeline: -1 none (never expires), -2 no key."""
     names = {"record": keys.request_key, "stream": keys.stream_key, "timeline": keys.timeline_key}
-    return {name: int(r.ttl(key(request_id))) for name, key in names.items()}  # type: ignore[arg-type]
+    return {name: int(r.ttl(key(request_id))) for name, key in names.items()}
 
 
 def running(r: redis.Redis, tiny: LoadedModel, worker: str = "w1") -> tuple[GenerationRequest, ActiveRequest]:
@@ -48,7 +54,10 @@ def running(r: redis.Redis, tiny: LoadedModel, worker: str = "w1") -> tuple[Gene
     return request, active
 
 
-def step(r: redis.Redis, active: ActiveRequest, token_ids: list[int], worker: str, first: bool = False) -> None:
+def step(
+    r: redis.Redis, active: ActiveRequest, token_ids: list[int], worker: str, first: bool = False
+) -> None:
+    """One step's writes (with the admission and first token when `first`) in one round trip."""
     writes = StreamWrites(worker, ttl_s=TTL_S)
     if first:
         writes.admitted(active, step=1)
@@ -95,7 +104,7 @@ def test_a_requeued_request_expires_as_a_queued_one_until_claimed_and_a_failed_o
 
 def flush_keys(r: redis.Redis) -> list[str]:
     """Every key the metric flushes write besides the metrics hash itself."""
-    return sorted(k for k in r.scan_iter(f"{keys.METRICS}:*", count=1000))  # type: ignore[misc]
+    return sorted(k for k in r.scan_iter(f"{keys.METRICS}:*", count=1000))
 
 
 def generated(r: redis.Redis, model: str) -> float:
@@ -144,3 +153,18 @@ def test_metric_flushes_leave_one_key_per_worker_and_a_retried_flush_counts_once
     assert generated(r, model) == before + 2  # each token once
     assert generated(r, model) == 2 + num_steps + 2  # and nothing of the threads' steps lost
     assert all(generated(r, active.request.model) == 2 + num_steps for active, _ in actives[1:])
+
+
+def test_a_worker_started_on_an_evicting_redis_warns(
+    tmp_path: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", maxmemory_policy="volatile-lru").start()
+    settings = Settings(redis_url=server.url, cache_dir=cache_dir, device="cpu", dtype="fp32")
+    runtime = WorkerRuntime(settings, enqueue=lambda _: None, consume=lambda *_: None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="workers.runtime"):
+            runtime.start()
+        assert any("maxmemory-policy is 'volatile-lru'" in rec.getMessage() for rec in caplog.records)
+    finally:
+        runtime.stop()
+        server.stop()
