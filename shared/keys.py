@@ -23,12 +23,13 @@ LOWEST_PRIORITY = PRIORITY_STEPS[-1]
 
 
 def request_key(request_id: str) -> str:
-    """Hash holding one request's parameters and state (expires after STREAM_TTL)."""
+    """Hash holding one request's parameters and state: expires STREAM_TTL after it ends (or after it was
+    queued, if no worker claims it), never while it runs."""
     return f"{PREFIX}:req:{request_id}"
 
 
 def stream_key(request_id: str) -> str:
-    """Redis Stream of one request's events: tokens, then done or error."""
+    """Redis Stream of one request's events: tokens, then done or error; expires with the request's hash."""
     return f"{PREFIX}:stream:{request_id}"
 
 
