@@ -5,6 +5,7 @@ It never imports workers/ or torch: everything it knows of the workers comes thr
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
@@ -23,9 +24,11 @@ from api.streaming import routes as streaming
 from api.streaming.fanout import StreamFanout
 from api.streaming.websocket import MAX_MESSAGE_BYTES
 from api.ui import routes as ui
-from shared import bus
+from shared import bus, redis_memory
 from shared.broker_options import broker_options, broker_tls
 from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
@@ -41,6 +44,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.config.update(test_config)
     app.extensions["tw_settings"] = s
     app.extensions["tw_redis"] = bus.connect(s.redis_url, s.redis_tls_verify)
+    redis_memory.check_eviction_policy(app.extensions["tw_redis"], log)
     app.extensions["tw_fanout"] = StreamFanout(app.extensions["tw_redis"])
     celery = Celery("torchweave-api", broker=s.redis_url)
     celery.conf.update(

@@ -8,7 +8,7 @@ from api import context
 from api.auth.guard import admin_only
 from api.models import catalog
 from api.route_docs import documented
-from shared import fleet
+from shared import fleet, redis_memory
 
 bp = Blueprint("cluster", __name__)
 
@@ -27,12 +27,14 @@ def workers() -> Response:
 @admin_only
 @documented(errors=(401, 403))
 def status() -> Response:
-    """The whole system in one look: workers by state, models by state, queue depth per model, and where
-    Flower is (FLOWER_URL, else FLOWER_PORT on the host the caller reached)."""
+    """The whole system in one look: workers by state, models by state, queue depth per model, where
+    Flower is (FLOWER_URL, else FLOWER_PORT on the host the caller reached), and Redis's memory (used, peak,
+    maxmemory, eviction policy, with a warning unless it is noeviction) and number of keys."""
     r = context.redis_client()
     s = context.settings()
     workers = fleet.list_workers(r)
     models = catalog.summaries(r, workers)
+    memory = redis_memory.memory(r)
     return jsonify(
         {
             "workers": {
@@ -53,6 +55,7 @@ def status() -> Response:
                 name: ttft_percentiles(ttfts) for name, ttfts in fleet.recent_ttfts(r, list(models)).items()
             },
             "flower": {"url": s.flower_url or None, "port": s.flower_port},
+            "redis": {**memory, "warning": redis_memory.eviction_warning(memory["policy"])},
         }
     )
 

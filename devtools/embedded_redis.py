@@ -47,12 +47,14 @@ class EmbeddedRedis:
         appendonly: bool = False,
         bind: tuple[str, ...] = ("127.0.0.1",),
         password: str = "",
+        maxmemory_policy: str = "noeviction",  # evicting could drop Celery's queues (shared/redis_memory.py)
     ) -> None:
         self.port = port or free_port()
         self.data_dir = data_dir
         self.bind = bind  # the test of a worker on another host binds its link's address too
         self.password = password
         self.appendonly = appendonly  # keep data across a restart (an append-only file under data_dir)
+        self.maxmemory_policy = maxmemory_policy  # another only to show the warning it earns
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,6 +83,8 @@ class EmbeddedRedis:
             "yes" if self.appendonly else "no",
             "--appendfsync",
             "everysec",
+            "--maxmemory-policy",
+            self.maxmemory_policy,
             "--loglevel",
             "warning",
         ]

@@ -12,6 +12,7 @@ rather than serving without it. Each process's output is shown with its name, an
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from devtools.embedded_redis import EmbeddedRedis, free_port
 from devtools.preflight import refusal
 from devtools.supervision import ProcessType, groups, read_procfile, render
-from shared import local_run
+from shared import bus, local_run, redis_memory
 from shared.parent_death import die_with_parent
 from shared.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 
@@ -37,6 +38,7 @@ POLL_S = 0.2
 CRASH_LIMIT = 3  # unexpected exits of one process within CRASH_WINDOW_S: it keeps dying, stop everything
 CRASH_WINDOW_S = 60.0
 BIN = Path(sys.executable).parent
+log = logging.getLogger("serve")
 
 
 def say(line: str, code: int) -> int:
@@ -145,6 +147,13 @@ class Run:
                     time.sleep(POLL_S)  # its socket is not up yet
 
 
+def warn_if_evicting(url: str, settings: Settings) -> None:
+    """Say it loudly when Redis may evict keys (kombu's bindings among them, which loses tasks)."""
+    warning = redis_memory.check_eviction_policy(bus.connect(url, settings.redis_tls_verify), log)
+    if warning is not None:
+        print(f"\n  WARNING: {warning}\n", flush=True)
+
+
 def already_running(instance: local_run.Instance | None, cache_dir: Path) -> str:
     where = f"pid {instance.pid}, API on {instance.api_url}" if instance else "starting"
     return (
@@ -181,6 +190,8 @@ def main() -> int:
         redis.data_dir.mkdir(parents=True, exist_ok=True)
         env["REDIS_URL"] = redis.url
         print(f"embedded Redis on {redis.url}, data in {redis.data_dir}", flush=True)
+    else:
+        warn_if_evicting(env["REDIS_URL"], s)
     local_run.publish(lock, local_run.Instance(os.getpid(), env["REDIS_URL"], f"http://{s.host}:{s.port}"))
     types = read_procfile(PROJECT_ROOT / "Procfile")
     conf = run_dir / "supervisord.conf"
@@ -202,6 +213,7 @@ def main() -> int:
         if redis is not None:
             try:
                 redis.wait_until_up(timeout_s=30)  # answers once its data is loaded
+                warn_if_evicting(env["REDIS_URL"], s)
                 run.start_programs([t for t in types if counts.get(t.name, 1) >= 1])
             except RuntimeError:
                 run.given_up = "redis"

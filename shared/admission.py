@@ -71,7 +71,8 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
-# KEYS: hash, stream, waiting set, dispatch, owner's waiting set. ARGV: request id, now, ttl, error message.
+# KEYS: hash, stream, waiting set, dispatch, owner's waiting set, timeline. ARGV: request id, now, ttl, error
+# message.
 # Fails a request that is still queued (its model went away); 1 if it did.
 _FAIL_QUEUED = (
     FAIL_FN
@@ -81,7 +82,7 @@ if status ~= '"queued"' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   return 0
 end
-fail(KEYS[1], KEYS[2], ARGV[4], ARGV[2], ARGV[3])
+fail(KEYS[1], KEYS[2], KEYS[6], ARGV[4], ARGV[2], ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
@@ -218,6 +219,7 @@ def fail_queued(
                 keys.waiting_key(model),
                 keys.DISPATCH,
                 keys.owner_waiting_key(model, owner),
+                keys.timeline_key(rid),
             ],
             rid,
             time.time(),

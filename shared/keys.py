@@ -23,12 +23,13 @@ LOWEST_PRIORITY = PRIORITY_STEPS[-1]
 
 
 def request_key(request_id: str) -> str:
-    """Hash holding one request's parameters and state (expires after STREAM_TTL)."""
+    """Hash holding one request's parameters and state: expires STREAM_TTL after it ends (or after it was
+    queued, if no worker claims it), never while it runs."""
     return f"{PREFIX}:req:{request_id}"
 
 
 def stream_key(request_id: str) -> str:
-    """Redis Stream of one request's events: tokens, then done or error."""
+    """Redis Stream of one request's events: tokens, then done or error; expires with the request's hash."""
     return f"{PREFIX}:stream:{request_id}"
 
 
@@ -110,6 +111,7 @@ def model_state_key(model: str) -> str:
     return f"{PREFIX}:model:{model}"
 
 
-def metrics_once_key(flush_id: str) -> str:
-    """String set by one flush of metrics (expires): the same writes applied again add nothing."""
-    return f"{PREFIX}:metrics:once:{flush_id}"
+def metrics_marks_key(worker_id: str) -> str:
+    """Hash of one worker's metric flushes applied: thread lane -> the last flush number applied (expires
+    MARKS_TTL_S after the last flush), so a flush retried after a lost reply adds nothing twice."""
+    return f"{PREFIX}:metrics:marks:{worker_id}"

@@ -18,12 +18,16 @@ from shared import bus, keys, metrics, ratelimit, timeline
 from shared.messages import DoneEvent, FinishReason, GenerationRequest, RequestState, RequestStatus, Usage
 from shared.scripts import FAIL_FN, FINAL, run_script
 
-# KEYS: hash, waiting set, leases, dispatch, owner's waiting set. ARGV: request id, '"running"', worker id
-# (JSON), lease expiry.
+# KEYS: hash, waiting set, leases, dispatch, owner's waiting set, stream, timeline. ARGV: request id,
+# '"running"', worker id (JSON), lease expiry. A running request never expires (a queued one does, after
+# STREAM_TTL unclaimed): its record, stream and timeline lose their expiry here and get it back at its end.
 _CLAIM = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= '"queued"' then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'worker_id', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[6])
+redis.call('PERSIST', KEYS[7])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
@@ -55,9 +59,9 @@ return cjson.decode(status)
 """
 )
 
-# KEYS: hash, stream, waiting set, leases, dispatch, owner's waiting set. ARGV: request id, now, mode
-# ('expired' or the JSON worker id handing it back), max attempts, created_at, ttl, error message.
-# Returns 'requeued', 'failed' or 'skipped'.
+# KEYS: hash, stream, waiting set, leases, dispatch, owner's waiting set, timeline. ARGV: request id, now,
+# mode ('expired' or the JSON worker id handing it back), max attempts, created_at, ttl, error message.
+# Returns 'requeued', 'failed' or 'skipped'. Queued again, it expires again if no worker takes it in time.
 _REQUEUE = (
     FAIL_FN
     + """
@@ -73,7 +77,7 @@ if ARGV[3] == 'expired' then
   if not lease or tonumber(lease) >= tonumber(ARGV[2]) then return 'skipped' end
   local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
   if attempts >= tonumber(ARGV[4]) then
-    fail(KEYS[1], KEYS[2], ARGV[7], ARGV[2], ARGV[6])
+    fail(KEYS[1], KEYS[2], KEYS[7], ARGV[7], ARGV[2], ARGV[6])
     redis.call('ZREM', KEYS[4], ARGV[1])
     return 'failed'
   end
@@ -81,6 +85,7 @@ elseif redis.call('HGET', KEYS[1], 'worker_id') ~= ARGV[3] then
   return 'skipped'
 end
 redis.call('HSET', KEYS[1], 'status', '"queued"', 'worker_id', 'null')
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7]}) do redis.call('EXPIRE', key, ARGV[6]) end
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
@@ -115,6 +120,8 @@ def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: f
             keys.LEASES,
             keys.DISPATCH,
             keys.owner_waiting_key(request.model, request.owner),
+            keys.stream_key(rid),
+            keys.timeline_key(rid),
         ],
         rid,
         json.dumps(RequestStatus.RUNNING.value),
@@ -215,6 +222,7 @@ def requeue(
             keys.LEASES,
             keys.DISPATCH,
             keys.owner_waiting_key(request.model, request.owner),
+            keys.timeline_key(rid),
         ],
         rid,
         time.time(),

@@ -7,8 +7,11 @@ they describe, and the exporter (monitoring/) renders the hash at each scrape. A
 exactly what clients were sent, whichever worker died in between.
 
 Names and bucket bounds are vLLM's, so dashboards and alerts written for vLLM work unchanged.
-Each flush is guarded by a marker set at most once: applying the same writes again after a lost
-reply (workers/redis_writes.py retries) adds nothing twice.
+A flush that may be applied again (workers/redis_writes.py retries a step's writes after a lost reply)
+carries a mark: its thread's lane and the lane's next number. A lane's flushes are applied one at a time,
+in order, so Redis keeps only the last number applied per lane, in one hash per worker: a flush whose
+number is not above it was applied already and adds nothing twice. One key per worker, a field per
+thread, however many steps (a marker key per flush left about 12,000 keys per worker).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import threading
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -67,14 +71,46 @@ REQUEUED = Family("torchweave_requests_requeued", "Requests put back on their qu
 FAMILIES = (TTFT, ITL, E2E, QUEUE, PREFILL, DECODE, PROMPT_TOKENS, GENERATION_TOKENS, SUCCESS, HANDED_OVER,
             REQUEUED)  # fmt: skip
 _BY_NAME = {f.name: f for f in FAMILIES}
-ONCE_TTL_S = 600  # a flush's marker outlives any retry of the same writes
+MARKS_TTL_S = 600  # a worker's marks outlive any retry of its writes: they expire 600 s after its last flush
 
-# KEYS: the metrics hash, the flush's marker. ARGV: marker ttl, then field/increment pairs.
+# KEYS: the metrics hash, the worker's marks. ARGV: marks ttl, lane, number, then field/increment pairs.
 _FLUSH = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or 0) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+for i = 4, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
+
+# KEYS: the metrics hash. ARGV: field/increment pairs.
+_ADD = """
+for i = 1, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1]) end
+"""
+
+
+@dataclass(frozen=True)
+class FlushMark:
+    """What makes one flush apply at most once: the worker, its thread's lane, and the flush's number."""
+
+    worker_id: str
+    lane: str
+    number: int
+
+
+class _Lane(threading.local):
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
+        self.number = 0
+
+
+_lane = _Lane()
+
+
+def next_mark(worker_id: str) -> FlushMark:
+    """The mark of this thread's next flush. Take it when the flush is first applied, never earlier: a
+    lane's numbers must reach Redis in order (a smaller number after a larger one would be dropped)."""
+    _lane.number += 1
+    return FlushMark(worker_id, _lane.id, _lane.number)
 
 
 def _field(family: Family, labels: dict[str, str], part: str) -> str:
@@ -101,14 +137,17 @@ class Tally:
         self._incr[_field(family, labels, bound)] += 1
         self._incr[_field(family, labels, "sum")] += value
 
-    def flush(self, pipe: Any, once: str | None = None) -> None:
-        """Queue the addition of every observation so far (on a client: do it). Flushes carrying the
-        same `once` add at most once, so queueing the same tally again after a lost reply is safe."""
+    def flush(self, pipe: Any, mark: FlushMark | None = None) -> None:
+        """Queue the addition of every observation so far (on a client: do it). Given a mark, queueing the
+        same tally again after a lost reply is safe: Redis adds it at most once."""
         if not self._incr:
             return
         pairs = [x for field, amount in self._incr.items() for x in (field, repr(amount))]
-        marker = keys.metrics_once_key(once or uuid.uuid4().hex)
-        run_script(pipe, _FLUSH, [keys.METRICS, marker], ONCE_TTL_S, *pairs)
+        if mark is None:  # applied once by whoever calls this: nothing to guard
+            run_script(pipe, _ADD, [keys.METRICS], *pairs)
+            return
+        marks = keys.metrics_marks_key(mark.worker_id)
+        run_script(pipe, _FLUSH, [keys.METRICS, marks], MARKS_TTL_S, mark.lane, mark.number, *pairs)
 
 
 def forget_workers(r: Any, worker_ids: set[str]) -> int:

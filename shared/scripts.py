@@ -6,10 +6,10 @@ from typing import Any
 
 from redis.commands.core import Script
 
-# Lua: end a request with an error event after its last event, and mark it failed. Scripts that fail
-# a request start with this.
+# Lua: end a request with an error event after its last event, and mark it failed; its record, stream and
+# timeline expire after ttl. Scripts that fail a request start with this.
 FAIL_FN = """
-local function fail(hash, stream, message, now, ttl)
+local function fail(hash, stream, timeline, message, now, ttl)
   local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
   local index = 0
   if #last > 0 then index = tonumber(string.match(last[1][1], '^(%d+)')) end
@@ -19,6 +19,7 @@ local function fail(hash, stream, message, now, ttl)
              'error', cjson.encode(message), 'finished_at', now)
   redis.call('EXPIRE', hash, ttl)
   redis.call('EXPIRE', stream, ttl)
+  redis.call('EXPIRE', timeline, ttl)
 end
 """
 

@@ -4,7 +4,9 @@ Each process that moves a request on records a step: the API when it is submitte
 seen waiting at a new queue position; the worker when it claims it, puts it into a batch, sends
 its first token, starts draining to stop (SIGTERM) and ends it; whoever requeues it after a crash or
 a hand-back, before its task goes out again (so "requeued" precedes the next "claimed"). Steps are stream
-entries (kind, time, details) that expire with the request. Informational: a step that fails to
+entries (kind, time, details) that expire with the request: a step takes the expiry its request's
+record has (none while it runs), so no step can make a running request's timeline expire or a
+finished one's outlive it. Informational: a step that fails to
 be recorded changes nothing else.
 """
 
@@ -17,8 +19,19 @@ from typing import Any
 import redis
 
 from shared import keys
+from shared.scripts import run_script
 
 MAX_STEPS = 1000
+
+# KEYS: the timeline, the request's record. ARGV: ttl, max steps, kind, at, details. The timeline expires
+# when the record does; without a record (expired, or never stored) after ttl, so nothing is left behind.
+_RECORD = """
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'kind', ARGV[3], 'at', ARGV[4], 'details', ARGV[5])
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl == -1 then redis.call('PERSIST', KEYS[1])
+elseif ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl)
+else redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+"""
 
 
 def record(
@@ -29,10 +42,9 @@ def record(
     step did once the step has run), else now."""
     own = not isinstance(pipe, redis.client.Pipeline)
     target = pipe.pipeline(transaction=False) if own else pipe
-    key = keys.timeline_key(request_id)
-    entry = {"kind": kind, "at": repr(time.time() if at is None else at), "details": json.dumps(details)}
-    target.xadd(key, entry, maxlen=MAX_STEPS, approximate=True)
-    target.expire(key, ttl_s)
+    stamp = repr(time.time() if at is None else at)
+    keys_ = [keys.timeline_key(request_id), keys.request_key(request_id)]
+    run_script(target, _RECORD, keys_, ttl_s, MAX_STEPS, kind, stamp, json.dumps(details))
     if own:
         target.execute()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -77,7 +76,7 @@ class StreamWrites:
         self.retried = False  # Redis failed at least once meanwhile: it may have lost earlier writes
         self._writes = Writes()
         self.tally = metrics.Tally()  # this round trip's metrics, added in the same round trip
-        self._flush_id = uuid.uuid4().hex
+        self._mark: metrics.FlushMark | None = None  # taken when the flush is first applied
         self._is_tally_queued = False
 
     def labels(self, active: ActiveRequest) -> dict[str, str]:
@@ -105,7 +104,6 @@ class StreamWrites:
             first_token_at=first_token_at,
         )
         self._writes.add(bus.update_state, active.request_id, state)
-        self._writes.add(bus.expire_request, active.request_id, self.ttl_s)
         ttft = first_token_at - active.request.created_at
         self._writes.add(timeline.record, active.request_id, "first_token", self.ttl_s, at=first_token_at,
                          worker=self.worker_id, ttft_s=round(ttft, 6))  # fmt: skip
@@ -195,7 +193,14 @@ class StreamWrites:
         """Queue this round trip's metrics (once; observations after this are not sent)."""
         if self.tally and not self._is_tally_queued:
             self._is_tally_queued = True
-            self._writes.add(self.tally.flush, once=f"{self.worker_id}:{self._flush_id}")
+            self._writes.add(self._flush_metrics)
+
+    def _flush_metrics(self, pipe: bus.Pipeline) -> None:
+        """Queue the tally with its mark: the thread's next number on the first attempt, the same one on
+        every retry (so the retry of a flush Redis already applied adds nothing)."""
+        if self._mark is None:
+            self._mark = metrics.next_mark(self.worker_id)
+        self.tally.flush(pipe, self._mark)
 
     def check_running(self, request_ids: list[str]) -> None:
         """Check these running requests in the same round trip: the last reply lists, per id, "gone",

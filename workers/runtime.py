@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from shared import admission, bus, fleet
+from shared import admission, bus, fleet, redis_memory
 from shared.messages import (
     LOAD_PENDING,
     PENDING_FRESH_S,
@@ -76,6 +76,7 @@ class WorkerRuntime:
 
     def start(self) -> None:
         """Load MODEL and start serving it; raises if it cannot load (the worker then exits)."""
+        redis_memory.check_eviction_policy(self.redis, log)
         self._serve(self.settings.model, consume=False)  # the app already consumes MODEL's queue
         self._heartbeat.start()
 
