@@ -181,6 +181,12 @@ class EngineLoop:
     ) -> ActiveRequest | None:
         """One new token of one request into the writes; returns the request if that ended it."""
         active = self._active[out.seq_id]
+        if out.error is not None:  # its part of the step failed; the rest of the batch ran on
+            log.warning("request %s failed in the engine: %s", out.seq_id, out.error,
+                        extra=logs.about(out.seq_id))  # fmt: skip
+            usage = Usage.of(out.num_prompt_tokens, out.num_output_tokens)
+            writes.end(active, FinishReason.ERROR, usage, now, error=f"engine error: {redact(out.error)}")
+            return active
         if not active.is_started:
             writes.start(active, started_at=step_started, first_token_at=now)
         if out.prompt_logprobs is not None:
