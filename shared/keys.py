@@ -94,5 +94,6 @@ def model_state_key(model: str) -> str:
 
 
 def metrics_once_key(flush_id: str) -> str:
-    """String set by one flush of metrics (expires): the same writes applied again add nothing."""
+    """String set by one flush of metrics, or one round trip of fenced writes (expires): the same writes
+    applied again add nothing."""
     return f"{PREFIX}:metrics:once:{flush_id}"

@@ -48,6 +48,13 @@ def stored(r: redis.Redis, charge: RateCharge | None = None) -> GenerationReques
     return request
 
 
+def written(r: redis.Redis, request: GenerationRequest, tokens_key: str) -> tuple[object, ...]:
+    """What workers wrote for a request: its events, record, timeline, counted tokens, its key's tokens."""
+    rid = request.request_id
+    return (bus.read_events(r, rid), r.hgetall(keys.request_key(rid)), timeline.read(r, rid),
+            generated(r, request.model), r.get(tokens_key))  # fmt: skip
+
+
 def take_over(r: redis.Redis, request: GenerationRequest, worker: str) -> int:
     """The lease of whoever holds the request runs out; the reaper requeues it and `worker` claims it."""
     r.zadd(keys.LEASES, {request.request_id: time.time() - 60}, xx=True)
@@ -94,16 +101,14 @@ def test_a_worker_that_lost_its_claim_writes_nothing_and_is_told(r: redis.Redis,
     writes = StreamWrites("w2", ttl_s=60)
     writes.end(heir, FinishReason.LENGTH, Usage.of(1, len(hello)), time.time())
     writes.apply(r, lambda: False)
-    before = (bus.read_events(r, request.request_id), r.hgetall(keys.request_key(request.request_id)),
-              timeline.read(r, request.request_id), generated(r, request.model), r.get(tokens_key))  # fmt: skip
+    before = written(r, request, tokens_key)
     # w1 wakes up: its next tokens and its own end are all refused, and it learns it lost the request.
     assert step(r, zombie, hello[2:3]) == {request.request_id}
     writes = StreamWrites("w1", ttl_s=60)
     writes.end(zombie, FinishReason.TIMEOUT, Usage.of(1, 3), time.time())
     writes.apply(r, lambda: False)
     assert writes.lost == {request.request_id}
-    after = (bus.read_events(r, request.request_id), r.hgetall(keys.request_key(request.request_id)),
-             timeline.read(r, request.request_id), generated(r, request.model), r.get(tokens_key))  # fmt: skip
+    after = written(r, request, tokens_key)
     assert after == before
     assert int(r.get(tokens_key) or 0) == 1 + len(hello)  # refunded once, by w2: 100 - (1 + 5) back
     pipe = r.pipeline()
