@@ -14,6 +14,7 @@ same writes add nothing twice (metrics, refunds, timeline steps).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,8 @@ return out
 """
 )
 
-_recorder = redis.Redis(decode_responses=True)  # never connects: it only builds pipelines to read back
+_recorder = redis.Redis(decode_responses=True)  # never connects: its pipelines only record commands
+_local = threading.local()  # one recording pipeline per thread, reused (a new one per write costs more)
 
 
 @dataclass
@@ -64,9 +66,15 @@ class RequestWrites:
 
     def add(self, queue: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         """Record the plain commands `queue(pipeline, *args, **kwargs)` would send (no scripts)."""
-        pipe = _recorder.pipeline(transaction=False)
-        queue(pipe, *args, **kwargs)
-        for command_args, _options in pipe.command_stack:
+        pipe = getattr(_local, "pipe", None)
+        if pipe is None:
+            pipe = _local.pipe = _recorder.pipeline(transaction=False)
+        try:
+            queue(pipe, *args, **kwargs)
+            recorded = list(pipe.command_stack)
+        finally:
+            pipe.command_stack.clear()
+        for command_args, _options in recorded:
             if command_args[0] in ("EVALSHA", "EVAL"):
                 raise ValueError(f"{queue.__name__} runs a script; a fenced write takes plain commands")
             self.commands.append([_text(a) for a in command_args])
