@@ -21,6 +21,7 @@ from shared.scripts import FAIL_FN, FINAL, run_script
 # KEYS: hash, waiting set, leases, dispatch, owner's waiting set, stream, timeline. ARGV: request id,
 # '"running"', worker id (JSON), lease expiry. A running request never expires (a queued one does, after
 # STREAM_TTL unclaimed): its record, stream and timeline lose their expiry here and get it back at its end.
+# Returns the claim's epoch (0: not claimed), which fences its holder's writes (shared/fence.py).
 _CLAIM = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= '"queued"' then return 0 end
@@ -28,11 +29,12 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'worker_id', ARGV[3])
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[6])
 redis.call('PERSIST', KEYS[7])
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-return 1
+return epoch
 """
 
 # KEYS: hash, stream, waiting set, cancel flag, owner's waiting set. ARGV: request id, done event JSON, ttl,
@@ -95,21 +97,39 @@ return 'requeued'
 )
 
 
-# KEYS: each running request's hash then its cancel flag. Returns, per request: "gone" when its record
-# is missing (expired, or lost with Redis's data), "cancel" when it was cancelled, else "".
+# KEYS: each running request's hash then its cancel flag. ARGV: each one's epoch ('' to skip that check).
+# Returns, per request: "gone" when its record is missing (expired, or lost with Redis's data), "lost"
+# when another claim took it (or it is no longer running), "cancel" when it was cancelled, else "".
 _CHECK_RUNNING = """
 local out = {}
 for i = 1, #KEYS, 2 do
+  local epoch = ARGV[(i + 1) / 2]
   if redis.call('EXISTS', KEYS[i]) == 0 then out[#out + 1] = 'gone'
+  elseif epoch ~= '' and (redis.call('HGET', KEYS[i], 'epoch') ~= epoch
+      or redis.call('HGET', KEYS[i], 'status') ~= '"running"') then out[#out + 1] = 'lost'
   elseif redis.call('EXISTS', KEYS[i + 1]) == 1 then out[#out + 1] = 'cancel'
   else out[#out + 1] = '' end
 end
 return out
 """
 
+# KEYS: leases, then each request's hash. ARGV: lease expiry, the worker id (JSON), then the request ids.
+# Renews only the leases of requests this worker still holds: a worker that woke up after losing them
+# must not keep another worker's lease alive.
+_RENEW = """
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'worker_id') == ARGV[2]
+      and redis.call('HGET', KEYS[i], 'status') == '"running"' then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i + 1])
+  end
+end
+return 0
+"""
 
-def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: float) -> bool:
-    """Take a queued request to run it, with a lease of lease_s; False if it is not queued."""
+
+def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: float) -> int:
+    """Take a queued request to run it, with a lease of lease_s. Returns the claim's epoch, which its
+    writes carry (shared/fence.py), or 0 if it is not queued."""
     rid = request.request_id
     result = run_script(
         r,
@@ -128,7 +148,7 @@ def claim(r: redis.Redis, request: GenerationRequest, worker_id: str, lease_s: f
         json.dumps(worker_id),
         time.time() + lease_s,
     )
-    return bool(result)
+    return int(result)
 
 
 def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
@@ -174,18 +194,21 @@ def cancel(r: redis.Redis, request: GenerationRequest, ttl_s: int) -> str:
     return result
 
 
-def check_running(pipe: bus.Pipeline, request_ids: list[str]) -> None:
+def check_running(pipe: bus.Pipeline, request_ids: list[str], epochs: list[int] | None = None) -> None:
     """Queue the check of running requests; its reply lists, per id, "gone" (no record: stop, write
-    nothing), "cancel" (its cancel flag is set) or "" (carry on)."""
+    nothing), "lost" (another claim holds it, when its epoch is given: stop, write nothing), "cancel"
+    (its cancel flag is set) or "" (carry on)."""
     names = [k for rid in request_ids for k in (keys.request_key(rid), keys.cancel_key(rid))]
-    run_script(pipe, _CHECK_RUNNING, names)
+    held = [str(e) for e in epochs] if epochs is not None else [""] * len(request_ids)
+    run_script(pipe, _CHECK_RUNNING, names, *held)
 
 
-def renew_leases(pipe: bus.Pipeline, request_ids: list[str], lease_s: float) -> None:
-    """Queue the renewal of this worker's leases (with its heartbeat)."""
+def renew_leases(pipe: bus.Pipeline, request_ids: list[str], lease_s: float, worker_id: str) -> None:
+    """Queue the renewal of this worker's leases (with its heartbeat), of the requests it still holds."""
     if request_ids:
-        until = time.time() + lease_s
-        pipe.zadd(keys.LEASES, {rid: until for rid in request_ids}, xx=True)
+        hashes = [keys.request_key(rid) for rid in request_ids]
+        run_script(pipe, _RENEW, [keys.LEASES, *hashes], time.time() + lease_s, json.dumps(worker_id),
+                   *request_ids)  # fmt: skip
 
 
 def release(pipe: bus.Pipeline, request_id: str) -> None:

@@ -137,6 +137,10 @@ class Tally:
         self._incr[_field(family, labels, bound)] += 1
         self._incr[_field(family, labels, "sum")] += value
 
+    def increments(self) -> dict[str, float]:
+        """Every observation so far, as the metrics hash's fields and the amounts to add to them."""
+        return dict(self._incr)
+
     def flush(self, pipe: Any, mark: FlushMark | None = None) -> None:
         """Queue the addition of every observation so far (on a client: do it). Given a mark, queueing the
         same tally again after a lost reply is safe: Redis adds it at most once."""

@@ -33,11 +33,15 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 return {1, req, tok, ''}
 """
 
-# KEYS: token counter. ARGV: tokens to give back. Nothing happens once the minute is over.
-_REFUND = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
-return 0
+# Lua: give tokens back to a token counter; nothing happens once its minute is over (shared/fence.py too).
+REFUND_FN = """
+local function refund(key, tokens)
+  if redis.call('EXISTS', key) == 1 then return redis.call('DECRBY', key, tokens) end
+  return 0
+end
 """
+# KEYS: token counter. ARGV: tokens to give back.
+_REFUND = REFUND_FN + "return refund(KEYS[1], ARGV[1])\n"
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,12 @@ def reserve(r: Any, key: ApiKey, requests: int, tokens: int) -> Reservation:
 
 def refund(pipe: Any, charge: RateCharge, used_tokens: int) -> None:
     """Queue the return of the reserved tokens a request did not use (only within its minute)."""
+    owed = refund_of(charge, used_tokens)
+    if owed is not None:
+        run_script(pipe, _REFUND, [owed[0]], owed[1])
+
+
+def refund_of(charge: RateCharge, used_tokens: int) -> tuple[str, int] | None:
+    """(token counter, tokens) a request that used used_tokens gives back; None when it owes nothing."""
     unused = charge.tokens - used_tokens
-    if unused > 0:
-        run_script(pipe, _REFUND, [keys.rate_key(charge.key_id, "tok", charge.window)], unused)
+    return (keys.rate_key(charge.key_id, "tok", charge.window), unused) if unused > 0 else None

@@ -49,6 +49,13 @@ def record(
         target.execute()
 
 
+def append(pipe: Any, request_id: str, kind: str, at: float, **details: Any) -> None:
+    """Queue one step of a running request's timeline as plain commands, stamped `at` (a worker's fenced
+    writes: shared/fence.py). A running request's timeline has no expiry; its end sets one for its keys."""
+    entry = {"kind": kind, "at": repr(at), "details": json.dumps(details)}
+    pipe.xadd(keys.timeline_key(request_id), entry, maxlen=MAX_STEPS, approximate=True)
+
+
 def read(r: Any, request_id: str) -> list[dict[str, Any]]:
     """Every recorded step, oldest first: {kind, at, ...details}. By time, not by when each was written:
     a step stamped when it happened can reach Redis after a later one from another process."""

@@ -157,14 +157,14 @@ class EngineLoop:
         now = time.time()
         ended = [a for out in outputs if (a := self._record(writes, out, step_started, now)) is not None]
         ended_ids = {a.request_id for a in ended}
-        running = [rid for rid in self._active if rid not in ended_ids]
-        writes.queue_metrics()  # before the check: its reply must stay the last
-        writes.check_running(running)
+        running = [a for rid, a in self._active.items() if rid not in ended_ids]
+        writes.check_running(running)  # its reply stays the last
         replies = writes.apply(self.redis, self.keep_trying)
         for active in ended:
             self._finished(active, now)
         checks: list[str] = replies[-1] if running else []  # type: ignore[assignment]
-        found = {rid: check for rid, check in zip(running, checks, strict=True) if check}
+        found = {a.request_id: check for a, check in zip(running, checks, strict=True) if check}
+        found.update({rid: "lost" for rid in writes.lost if rid not in ended_ids})
         if writes.retried:
             found = {**self._verify_streams(), **found}  # a record that is gone stays gone
         return found
@@ -183,6 +183,12 @@ class EngineLoop:
     ) -> ActiveRequest | None:
         """One new token of one request into the writes; returns the request if that ended it."""
         active = self._active[out.seq_id]
+        if out.error is not None:  # its part of the step failed; the rest of the batch ran on
+            log.warning("request %s failed in the engine: %s", out.seq_id, out.error,
+                        extra=logs.about(out.seq_id))  # fmt: skip
+            usage = Usage.of(out.num_prompt_tokens, out.num_output_tokens)
+            writes.end(active, FinishReason.ERROR, usage, now, error=f"engine error: {redact(out.error)}")
+            return active
         if not active.is_started:
             writes.start(active, started_at=step_started, first_token_at=now)
         if out.prompt_logprobs is not None:
@@ -215,6 +221,8 @@ class EngineLoop:
                 continue
             if check == "gone":
                 self._drop(active)
+            elif check == "lost":
+                self._let_go(active)
             elif check == "truncated":
                 message = "Redis restarted and lost the last events of this stream; generation stopped"
                 self._end(
@@ -249,6 +257,15 @@ class EngineLoop:
         writes = self._writes()
         writes.forget(active)
         writes.apply(self.redis, self.keep_trying)
+        self._active.pop(active.request_id, None)
+        active.done.set()
+
+    def _let_go(self, active: ActiveRequest) -> None:
+        """Stop a request another worker's claim holds now (this one was paused past its lease): that
+        worker writes its stream and its end, so this one writes nothing more for it."""
+        log.warning("request %s: another worker holds it now; generation here stops", active.request_id,
+                    extra=logs.about(active.request_id))  # fmt: skip
+        self.engine.abort(active.request_id)
         self._active.pop(active.request_id, None)
         active.done.set()
 

@@ -64,7 +64,7 @@ class Heartbeat:
         info = self.snapshot(round(rate, 2))
         pipe = self.redis.pipeline(transaction=False)
         fleet.publish_worker(pipe, info, self.ttl_s)
-        lifecycle.renew_leases(pipe, self.lease_ids(), self.ttl_s)
+        lifecycle.renew_leases(pipe, self.lease_ids(), self.ttl_s, self.worker_id)
         pipe.execute()
 
     def stop(self) -> None:

@@ -38,12 +38,12 @@ def generate_alone(service: EngineService, request_id: str) -> None:
     stored = bus.load_request(service.redis, request_id)
     if stored is None:
         return
-    with service.holding(stored.request) as claimed:
-        if claimed:  # on the engine's own thread, between steps: nothing else uses the model meanwhile
-            service.call_in_loop(lambda: _generate(service, stored.request))
+    with service.holding(stored.request) as epoch:
+        if epoch:  # on the engine's own thread, between steps: nothing else uses the model meanwhile
+            service.call_in_loop(lambda: _generate(service, stored.request, epoch))
 
 
-def _generate(service: EngineService, request: GenerationRequest) -> None:
+def _generate(service: EngineService, request: GenerationRequest, epoch: int) -> None:
     loaded, params = service.loaded, request.params
     prompt_ids = chat.prompt_ids(loaded.tokenizer, request)
     room = service.max_model_len - len(prompt_ids)
@@ -69,7 +69,7 @@ def _generate(service: EngineService, request: GenerationRequest) -> None:
     eos = loaded.tokenizer.eos_token_id
     stopped = text_output.stopped or (not params.ignore_eos and bool(new_ids) and new_ids[-1] == eos)
     reason = FinishReason.STOP if stopped else FinishReason.LENGTH
-    active = ActiveRequest(request, prompt_ids, text_output)
+    active = ActiveRequest(request, prompt_ids, text_output, epoch=epoch)
     writes = StreamWrites(service.worker_id, service.settings.stream_ttl_s)
     now = time.time()
     writes.start(active, started_at=started, first_token_at=now)

@@ -3,6 +3,10 @@
 A step's writes for every request it touched are recorded in one `StreamWrites` and applied in
 one pipelined round trip. Applying them again after a failed attempt is safe (see
 workers/redis_writes.py), so a Redis outage only delays them: nothing is dropped.
+
+Every write for a request is fenced by its claim's epoch (shared/fence.py): a worker that lost the
+request (paused past its lease while another took it over) writes nothing for it, and learns so from
+the same round trip's reply.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared import bus, fleet, lifecycle, logs, metrics, ratelimit, timeline
+from shared import bus, fence, fleet, lifecycle, logs, metrics, ratelimit, timeline
 from shared.messages import (
     DoneEvent,
     ErrorEvent,
@@ -44,6 +48,7 @@ class ActiveRequest:
     request: GenerationRequest
     prompt_ids: list[int]
     output: TextOutput
+    epoch: int = 0  # this worker's claim (shared/lifecycle.py): every write for the request carries it
     prior_ids: list[int] = field(default_factory=list)  # tokens a previous worker already streamed
     done: threading.Event = field(default_factory=threading.Event)
     next_index: int = 0  # index of the next event on the request's stream
@@ -74,45 +79,48 @@ class StreamWrites:
         self.worker_id = worker_id
         self.ttl_s = ttl_s
         self.retried = False  # Redis failed at least once meanwhile: it may have lost earlier writes
-        self._writes = Writes()
-        self.tally = metrics.Tally()  # this round trip's metrics, added in the same round trip
-        self._mark: metrics.FlushMark | None = None  # taken when the flush is first applied
-        self._is_tally_queued = False
+        self.lost: set[str] = set()  # after apply: requests another claim holds (nothing was written)
+        self._writes = Writes(worker_id)
 
     def labels(self, active: ActiveRequest) -> dict[str, str]:
         return {"model_name": active.request.model, "worker": self.worker_id}
 
     def admitted(self, active: ActiveRequest, step: int) -> None:
         """The request joined the batch at engine step `step` (a timeline step only)."""
-        # Each timeline step below is stamped with when it happened, not when the step's writes go out:
-        # the page then shows one first-token time, the same as the TTFT beside it.
-        self._writes.add(timeline.record, active.request_id, "admitted", self.ttl_s, at=active.admitted_at,
-                         worker=self.worker_id, step=step)  # fmt: skip
+        self._of(active).add(
+            timeline.append,
+            active.request_id,
+            "admitted",
+            active.admitted_at,
+            worker=self.worker_id,
+            step=step,
+        )
 
     def start(self, active: ActiveRequest, started_at: float, first_token_at: float) -> None:
         """The request is running here and has its first token."""
         active.is_started = True
         active.first_token_at = first_token_at
-        created, labels = active.request.created_at, self.labels(active)
-        self.tally.observe(metrics.TTFT, labels, first_token_at - created)
-        self.tally.observe(metrics.QUEUE, labels, max(0.0, active.admitted_at - created))
-        self.tally.observe(metrics.PREFILL, labels, max(0.0, first_token_at - active.admitted_at))
+        created, labels, tally = active.request.created_at, self.labels(active), self._tally(active)
+        tally.observe(metrics.TTFT, labels, first_token_at - created)
+        tally.observe(metrics.QUEUE, labels, max(0.0, active.admitted_at - created))
+        tally.observe(metrics.PREFILL, labels, max(0.0, first_token_at - active.admitted_at))
         state = RequestState(
             status=RequestStatus.RUNNING,
             worker_id=self.worker_id,
             started_at=started_at,
             first_token_at=first_token_at,
         )
-        self._writes.add(bus.update_state, active.request_id, state)
+        writes = self._of(active)
+        writes.add(bus.update_state, active.request_id, state)
         ttft = first_token_at - active.request.created_at
-        self._writes.add(timeline.record, active.request_id, "first_token", self.ttl_s, at=first_token_at,
-                         worker=self.worker_id, ttft_s=round(ttft, 6))  # fmt: skip
-        self._writes.add(fleet.note_ttft, active.request.model, ttft)
+        writes.add(timeline.append, active.request_id, "first_token", first_token_at, worker=self.worker_id,
+                   ttft_s=round(ttft, 6))  # fmt: skip
+        writes.add(fleet.note_ttft, active.request.model, ttft)
 
     def token(self, active: ActiveRequest, now: float) -> None:
         """A new token came out of this step: the time since the previous one is an inter-token latency."""
         if active.last_token_at is not None:
-            self.tally.observe(metrics.ITL, self.labels(active), now - active.last_token_at)
+            self._tally(active).observe(metrics.ITL, self.labels(active), now - active.last_token_at)
         active.last_token_at = now
 
     def text(self, active: ActiveRequest, piece: str, final: bool = False) -> None:
@@ -132,11 +140,11 @@ class StreamWrites:
             num_prompt_tokens=len(active.prompt_ids) if active.next_index == 0 else None,
         )
         active.prompt_logprobs = None
-        self._writes.add(bus.append_event, active.request_id, event)
+        self._of(active).add(bus.append_event, active.request_id, event)
         # Counted with the event that carries them, so the count moves with the stream (as vLLM counts
         # per step) and a token lost with a crashed worker, made again by the next, counts once.
         if active.pending_ids:
-            self.tally.count(metrics.GENERATION_TOKENS, self.labels(active), len(active.pending_ids))
+            self._tally(active).count(metrics.GENERATION_TOKENS, self.labels(active), len(active.pending_ids))
             active.tokens_counted += len(active.pending_ids)
         active.next_index += 1
         active.pending_ids = []
@@ -158,7 +166,8 @@ class StreamWrites:
             if error is not None
             else DoneEvent(index=active.next_index, finish_reason=reason, usage=usage)
         )
-        self._writes.add(bus.append_event, rid, last)
+        writes = self._of(active)
+        writes.add(bus.append_event, rid, last)
         active.next_index += 1
         state = RequestState(
             status=_FINISH_STATUS.get(reason, RequestStatus.FINISHED),
@@ -169,44 +178,42 @@ class StreamWrites:
             largest_batch=largest_batch,
             worker_id=self.worker_id,
         )
-        self._writes.add(bus.update_state, rid, state)
-        self._writes.add(timeline.record, rid, state.status.value, self.ttl_s, at=now, worker=self.worker_id,
-                         finish_reason=reason.value, error=error, tokens=usage.completion_tokens)  # fmt: skip
-        self._writes.add(bus.expire_request, rid, self.ttl_s)
-        self._writes.add(lifecycle.release, rid)
+        writes.add(bus.update_state, rid, state)
+        writes.add(timeline.append, rid, state.status.value, now, worker=self.worker_id,
+                   finish_reason=reason.value, error=error, tokens=usage.completion_tokens)  # fmt: skip
+        writes.add(bus.expire_request, rid, self.ttl_s)
+        writes.add(lifecycle.release, rid)
         log.info("%s ended here: %s, %d tokens", rid, reason.value, usage.completion_tokens,
                  extra=logs.about(rid))  # fmt: skip
-        labels = self.labels(active)
-        self.tally.observe(metrics.E2E, labels, now - active.request.created_at)
-        self.tally.observe(metrics.DECODE, labels, now - (active.first_token_at or active.admitted_at or now))
-        self.tally.count(metrics.SUCCESS, {**labels, "finished_reason": reason.value})
-        self.tally.count(metrics.PROMPT_TOKENS, labels, usage.prompt_tokens)
+        labels, tally = self.labels(active), self._tally(active)
+        tally.observe(metrics.E2E, labels, now - active.request.created_at)
+        tally.observe(metrics.DECODE, labels, now - (active.first_token_at or active.admitted_at or now))
+        tally.count(metrics.SUCCESS, {**labels, "finished_reason": reason.value})
+        tally.count(metrics.PROMPT_TOKENS, labels, usage.prompt_tokens)
         # Tokens no event carried (a last token with no text): the rest of what this worker made.
         rest = usage.completion_tokens - len(active.prior_ids) - active.tokens_counted
         if rest > 0:
-            self.tally.count(metrics.GENERATION_TOKENS, labels, rest)
+            tally.count(metrics.GENERATION_TOKENS, labels, rest)
         if active.request.charge is not None:  # give back what its key reserved and it did not use
-            used = usage.prompt_tokens + usage.completion_tokens
-            self._writes.add(ratelimit.refund, active.request.charge, used)
+            owed = ratelimit.refund_of(active.request.charge, usage.prompt_tokens + usage.completion_tokens)
+            if owed is not None:
+                writes.refunds.append(owed)
 
-    def queue_metrics(self) -> None:
-        """Queue this round trip's metrics (once; observations after this are not sent)."""
-        if self.tally and not self._is_tally_queued:
-            self._is_tally_queued = True
-            self._writes.add(self._flush_metrics)
+    def _of(self, active: ActiveRequest) -> fence.RequestWrites:
+        """This round trip's writes for one request, fenced by its epoch."""
+        return self._writes.fenced(active.request_id, active.epoch)
 
-    def _flush_metrics(self, pipe: bus.Pipeline) -> None:
-        """Queue the tally with its mark: the thread's next number on the first attempt, the same one on
-        every retry (so the retry of a flush Redis already applied adds nothing)."""
-        if self._mark is None:
-            self._mark = metrics.next_mark(self.worker_id)
-        self.tally.flush(pipe, self._mark)
+    def _tally(self, active: ActiveRequest) -> metrics.Tally:
+        """This round trip's metrics of one request: added only if its writes are (fenced with them)."""
+        return self._of(active).tally
 
-    def check_running(self, request_ids: list[str]) -> None:
-        """Check these running requests in the same round trip: the last reply lists, per id, "gone",
-        "cancel" or "" (see shared.lifecycle.check_running)."""
-        if request_ids:
-            self._writes.add(lifecycle.check_running, request_ids)
+    def check_running(self, running: list[ActiveRequest]) -> None:
+        """Check these running requests in the same round trip: the last reply lists, per request, "gone",
+        "lost", "cancel" or "" (see shared.lifecycle.check_running)."""
+        if running:
+            self._writes.add(
+                lifecycle.check_running, [a.request_id for a in running], [a.epoch for a in running]
+            )
 
     def forget(self, active: ActiveRequest) -> None:
         """A request whose record is gone: remove what this step's writes recreated, and its lease."""
@@ -214,11 +221,13 @@ class StreamWrites:
         self._writes.add(lifecycle.release, active.request_id)
 
     def apply(self, client: redis.Redis, keep_trying: Callable[[], bool]) -> list[object]:
-        """Apply every write, waiting out a Redis outage while keep_trying() says so; replies in order."""
-        self.queue_metrics()
+        """Apply every write, waiting out a Redis outage while keep_trying() says so; replies in order
+        (the fenced writes' first). Requests found held by another claim land in `lost`."""
         while True:
             try:
-                return self._writes.execute(client)
+                replies = self._writes.execute(client)
+                self.lost = self._writes.lost(replies)
+                return replies
             except redis.RedisError as exc:
                 if not keep_trying():
                     raise

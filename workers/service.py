@@ -169,25 +169,27 @@ class EngineService:
 
     def _generate(self, request: GenerationRequest) -> None:
         """Claim a request, run it in the engine, and return once it has ended here."""
-        with self.holding(request) as claimed:
-            if not claimed:
+        with self.holding(request) as epoch:
+            if not epoch:
                 return  # cancelled while queued, or a duplicate delivery of a request someone else runs
             timeline.record(self.redis, request.request_id, "claimed", self.settings.stream_ttl_s,
-                            worker=self.worker_id)  # fmt: skip
+                            worker=self.worker_id, epoch=epoch)  # fmt: skip
             active = self._resume(request)
+            active.epoch = epoch
             self.loop.put(lambda: self.loop.add(active))
             active.done.wait()
 
     @contextlib.contextmanager
-    def holding(self, request: GenerationRequest) -> Iterator[bool]:
-        """Claim a request for the duration of the block (False if it could not be claimed);
-        the heartbeat renews its lease meanwhile."""
-        if not lifecycle.claim(self.redis, request, self.worker_id, self.settings.worker_ttl_s):
-            yield False
+    def holding(self, request: GenerationRequest) -> Iterator[int]:
+        """Claim a request for the duration of the block, yielding the claim's epoch (0 if it could not
+        be claimed), which every write for it carries; the heartbeat renews its lease meanwhile."""
+        epoch = lifecycle.claim(self.redis, request, self.worker_id, self.settings.worker_ttl_s)
+        if not epoch:
+            yield 0
             return
         self.seats.take(request)
         try:
-            yield True
+            yield epoch
         finally:
             self.seats.leave(request.request_id)
 

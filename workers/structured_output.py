@@ -25,6 +25,10 @@ def grammar_of(schema: dict[str, Any]) -> str:
     return grammar
 
 
+class ConstraintFailed(RuntimeError):
+    """The grammar's matcher failed mid-generation: the output can no longer be valid."""
+
+
 class JsonConstraint:
     """One request's matcher: it consumes the request's new tokens and answers the allowed next ones."""
 
@@ -44,16 +48,16 @@ class JsonConstraint:
 
     def allowed(self, output_ids: list[int]) -> torch.Tensor:
         """A bool mask [vocab] of the tokens the schema allows after output_ids (only EOS once the JSON
-        is complete, or if the matcher failed)."""
+        is complete). Raises ConstraintFailed when the matcher fails (a grammar past its limits): the
+        engine then ends this request alone with an error, rather than as a "stop" with broken JSON."""
         new = output_ids[self.num_consumed :]
         if new and not self.matcher.is_error():
             self.matcher.consume_tokens(new)
         self.num_consumed = len(output_ids)
+        if not self.matcher.is_error():
+            llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
         if self.matcher.is_error():
-            only_eos = torch.zeros(self.vocab_size, dtype=torch.bool)
-            only_eos[self.eos] = True
-            return only_eos
-        llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+            raise ConstraintFailed(f"the response format's grammar failed: {self.matcher.get_error()}")
         # [words] int32 -> [words, 32] bits -> [vocab]
         bits = (self.bitmask[0, :, None] >> self._bits) & 1
         return bits.bool().flatten()[: self.vocab_size]

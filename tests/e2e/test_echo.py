@@ -4,12 +4,16 @@ reads them, checked against a direct forward pass of the same model (fp32)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 import pytest
 import requests
 import torch
+
+from devtools.clients import iter_sse, submit_as
+from tests.e2e.conftest import KeyedCluster, auth
 
 MODEL = "torchweave-tiny"
 
@@ -84,3 +88,35 @@ def test_streamed_echo_starts_with_the_prompt(live_url: str) -> None:
     first = chunks[0]["choices"][0]
     assert first["text"].startswith("Streamed") and first["logprobs"]["token_logprobs"][0] is None
     assert len(first["logprobs"]["tokens"]) >= 9  # BOS and 8 bytes, then the first new token
+
+
+def test_four_echo_requests_of_no_tokens_beside_another_keys_stream(keyed: KeyedCluster) -> None:
+    # lm-eval's loglikelihood shape, four at once, while another key decodes on the same worker: a prompt
+    # done with no token to make once broke the step of everyone in the batch.
+    victim, evaluator = keyed.key("echo-victim"), keyed.key("echo-lm-eval")
+    sub = submit_as(keyed.url, auth(victim), prompt="victim", max_new_tokens=1500, temperature=0,
+                    ignore_eos=True)  # fmt: skip
+    body = {"model": MODEL, "max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0}
+
+    def echo(i: int) -> requests.Response:
+        prompt = f"Question {i}: is the answer {'yes' * (i + 1)}?"
+        return requests.post(f"{keyed.urls[i % 2]}/v1/completions", json={**body, "prompt": prompt},
+                             headers=auth(evaluator), timeout=120)  # fmt: skip
+
+    with requests.get(sub["stream_url"], stream=True, headers=auth(victim), timeout=120) as resp:
+        events = iter_sse(resp.iter_lines(delimiter=b"\n"))
+        seen = [next(e for e in events if e.event == "token")]  # the victim is decoding
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(echo, range(4)))
+        state = requests.get(f"{keyed.url}/v1/requests/{sub['id']}", headers=auth(victim), timeout=10).json()
+        seen += list(events)
+    assert state["status"] == "running"  # the echoes ran while it decoded: they shared its steps
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        lp = answer.json()["choices"][0]["logprobs"]
+        assert lp["token_logprobs"][0] is None and len(lp["token_logprobs"]) > 10
+        assert all(isinstance(x, float) for x in lp["token_logprobs"][1:])
+    assert [e.event for e in seen if e.event in ("error", "done")] == ["done"]
+    assert seen[-1].data["finish_reason"] == "length" and seen[-1].data["usage"]["completion_tokens"] == 1500
+    indexes = [int(e.id) for e in seen if e.id is not None]
+    assert indexes == list(range(indexes[0], indexes[0] + len(indexes)))

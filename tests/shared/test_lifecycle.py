@@ -132,7 +132,7 @@ def test_renewed_lease_does_not_expire(r: redis.Redis) -> None:
     lifecycle.claim(r, req, "w", lease_s=60)
     run_out(r, req)
     pipe = r.pipeline()
-    lifecycle.renew_leases(pipe, [req.request_id], lease_s=60)
+    lifecycle.renew_leases(pipe, [req.request_id], lease_s=60, worker_id="w")
     pipe.execute()
     assert req.request_id not in lifecycle.expired_leases(r)
     pipe = r.pipeline()
@@ -178,3 +178,17 @@ def test_fail_queued_ends_only_the_queued_requests_of_a_model_with_the_reason(r:
     assert bus.queue_position(r, waiting, ttl_s=60) is None
     assert state_of(r, running).status == RequestStatus.RUNNING  # a running request is not touched
     assert admission.fail_queued(r, waiting.model, "again", ttl_s=60) == 0
+
+
+def test_each_claim_has_a_new_epoch_and_the_old_holder_renews_no_lease(r: redis.Redis) -> None:
+    req = queued(r)
+    first = lifecycle.claim(r, req, "w1", lease_s=60)
+    run_out(r, req)
+    assert lifecycle.requeue(r, req, holder=None, max_attempts=3, ttl_s=60) == "requeued"
+    assert lifecycle.claim(r, req, "w2", lease_s=60) == first + 1
+    run_out(r, req)
+    pipe = r.pipeline()
+    lifecycle.renew_leases(pipe, [req.request_id], lease_s=60, worker_id="w1")  # w1 woke up: not its lease
+    lifecycle.check_running(pipe, [req.request_id, req.request_id], [first, first + 1])
+    assert pipe.execute()[-1] == ["lost", ""]
+    assert req.request_id in lifecycle.expired_leases(r)

@@ -47,9 +47,10 @@ def ttls(r: redis.Redis, request_id: str) -> dict[str, int]:
 def running(r: redis.Redis, tiny: LoadedModel, worker: str = "w1") -> tuple[GenerationRequest, ActiveRequest]:
     """A queued request claimed by `worker`, with its first tokens written."""
     request = queued(r)
-    assert lifecycle.claim(r, request, worker, lease_s=60)
+    epoch = lifecycle.claim(r, request, worker, lease_s=60)
+    assert epoch
     timeline.record(r, request.request_id, "claimed", TTL_S, worker=worker)
-    active = ActiveRequest(request, prompt_ids=[1], output=TextOutput(tiny.tokenizer))
+    active = ActiveRequest(request, prompt_ids=[1], output=TextOutput(tiny.tokenizer), epoch=epoch)
     step(r, active, [5, 6], worker, first=True)
     return request, active
 

@@ -37,6 +37,7 @@ class StepOutput:
     logprob: float | None = None
     top_logprobs: list[tuple[int, float]] | None = None
     prompt_logprobs: list[PromptLogprob] | None = None  # with the first output, when asked for
+    error: str | None = None  # why the sequence failed (finish_reason "error")
 
 
 @dataclass
@@ -156,42 +157,80 @@ class LLMEngine:
     @torch.inference_mode()
     def step(self) -> list[StepOutput]:
         """Run one scheduling step; returns one output per sequence that sampled a token in it (or that
-        finished its prompt with no token to make)."""
+        finished its prompt with no token to make, or failed).
+
+        A sequence whose part of the step fails (its constraint, its rows of the forward pass or of
+        sampling) ends alone with finish_reason "error"; the others carry on as if it had not been there.
+        """
         schedule = self.scheduler.schedule()
         if not schedule.seqs:
             return []
+        errors: dict[str, str] = {}  # seq_id -> why its part of the step failed
+        try:
+            samples = self._compute(schedule)
+        except Exception:
+            samples, errors = self._compute_alone(schedule)
+        for seq in schedule.seqs:
+            if seq.seq_id in errors:
+                self.scheduler.finish(seq, SequenceStatus.FINISHED_ERROR)
+        kept = schedule.without(set(errors))
+        self.scheduler.postprocess(kept, [samples[seq.seq_id].token_id for seq in kept.sampled])
+        return self._outputs(schedule, kept, samples, errors)
+
+    def _compute(self, schedule: Schedule) -> dict[str, Sample]:
+        """The forward pass, the prompt logprobs and the samples of a step: {seq_id: sample}."""
         logits, prompt_logits = self.runner.run(schedule)
         for seq, n in schedule.prefill:
             if seq.seq_id in prompt_logits:
                 self._gather_prompt_logprobs(seq, prompt_logits[seq.seq_id], n)
         samples = self.sampler.sample(logits, schedule.sampled)
-        self.scheduler.postprocess(schedule, [s.token_id for s in samples])
-        return self._outputs(schedule, samples)
+        return {seq.seq_id: sample for seq, sample in zip(schedule.sampled, samples, strict=True)}
+
+    def _compute_alone(self, schedule: Schedule) -> tuple[dict[str, Sample], dict[str, str]]:
+        """The batch failed: run each sequence's part alone, so a failure lands on the sequence that
+        causes it. Rerunning is safe: nothing is counted before postprocess, so a sequence's keys and
+        values are written again to the same slots, and a constraint consumes each token once.
+        Returns the samples of those that ran and {seq_id: error} of those that failed."""
+        samples: dict[str, Sample] = {}
+        errors: dict[str, str] = {}
+        for seq in schedule.seqs:
+            try:
+                samples.update(self._compute(schedule.only(seq)))
+            except Exception as exc:
+                errors[seq.seq_id] = f"{type(exc).__name__}: {exc}"
+        return samples, errors
 
     def _gather_prompt_logprobs(self, seq: Sequence, chunk_logits: torch.Tensor, n: int) -> None:
         start = seq.num_cached  # the chunk's first position (postprocess has not counted it yet)
         k = seq.options.prompt_logprobs or 0
+        if seq.seq_id not in self._prompt_logprobs:  # sent already: a preempted sequence prefills again
+            return
         gathered = self._prompt_logprobs[seq.seq_id].by_position
         for i, item in enumerate(prompt_logprobs(chunk_logits, seq.prompt_ids, start, k)):
             gathered[start + i + 1] = item
 
-    def _outputs(self, schedule: Schedule, samples: list[Sample]) -> list[StepOutput]:
+    def _outputs(
+        self, schedule: Schedule, kept: Schedule, samples: dict[str, Sample], errors: dict[str, str]
+    ) -> list[StepOutput]:
         batch = len(schedule.seqs)
         self.stats.num_steps += 1
         self.stats.largest_batch = max(self.stats.largest_batch, batch)
-        self.stats.tokens_generated += len(samples)
+        self.stats.tokens_generated += len(kept.sampled)
         for seq in schedule.seqs:
             seq.largest_batch = max(seq.largest_batch, batch)
-        outputs = [self._output(seq, sample) for seq, sample in zip(schedule.sampled, samples, strict=True)]
-        outputs += [self._output(seq, None) for seq in schedule.completed]
+        outputs = [self._output(seq, samples[seq.seq_id]) for seq in kept.sampled]
+        outputs += [self._output(seq, None) for seq in kept.completed]
+        outputs += [
+            self._output(seq, None, errors[seq.seq_id]) for seq in schedule.seqs if seq.seq_id in errors
+        ]
         return outputs
 
-    def _output(self, seq: Sequence, sample: Sample | None) -> StepOutput:
+    def _output(self, seq: Sequence, sample: Sample | None, error: str | None = None) -> StepOutput:
         if seq.status.is_finished:
             del self.seqs[seq.seq_id]
         gathered = self._prompt_logprobs.pop(seq.seq_id, None)
         prompt = None
-        if gathered is not None:
+        if gathered is not None and error is None:
             rest = [gathered.by_position[p] for p in sorted(gathered.by_position)]
             prompt = [PromptLogprob(seq.prompt_ids[0], None, []), *rest]
         return StepOutput(
@@ -204,4 +243,5 @@ class LLMEngine:
             logprob=None if sample is None else sample.logprob,
             top_logprobs=None if sample is None else sample.top_logprobs,
             prompt_logprobs=prompt,
+            error=error,
         )

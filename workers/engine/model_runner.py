@@ -57,6 +57,7 @@ class ModelRunner:
             positions.append(seq.num_cached)
             keep.append(len(token_ids) - 1)
         chunks, chunk_rows = [], {}
+        sampled_ids = {seq.seq_id for seq in schedule.sampled}
         for seq, n in schedule.prefill:
             start = seq.num_cached
             first = len(token_ids)
@@ -65,7 +66,7 @@ class ModelRunner:
             chunks.append(PrefillChunk(start, n, self._rows(seq, start + n), self._chunk_mask(start, n)))
             if seq.options.prompt_logprobs is not None:
                 chunk_rows[seq.seq_id] = (first, n)
-            if start + n == seq.num_tokens:
+            if seq.seq_id in sampled_ids:  # its last chunk, and it asks for a token (max_tokens 0 does not)
                 keep.append(len(token_ids) - 1)
         step = self._step_batch(schedule, chunks)
         wanted = keep + [first + i for first, n in chunk_rows.values() for i in range(n)]

@@ -37,6 +37,19 @@ class Schedule:
         """Everyone taking part in the step, in the packed row's order."""
         return self.decode + [seq for seq, _ in self.prefill]
 
+    def without(self, seq_ids: set[str]) -> Schedule:
+        """The same step less the given sequences (those that failed in it)."""
+        return Schedule(
+            decode=[s for s in self.decode if s.seq_id not in seq_ids],
+            prefill=[(s, n) for s, n in self.prefill if s.seq_id not in seq_ids],
+            sampled=[s for s in self.sampled if s.seq_id not in seq_ids],
+            completed=[s for s in self.completed if s.seq_id not in seq_ids],
+        )
+
+    def only(self, seq: Sequence) -> Schedule:
+        """The part of the step that is this one sequence's (to run it alone)."""
+        return self.without({s.seq_id for s in self.seqs if s is not seq})
+
 
 class Scheduler:
     def __init__(

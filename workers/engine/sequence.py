@@ -15,6 +15,7 @@ class SequenceStatus(IntEnum):
     FINISHED_STOPPED = 2
     FINISHED_LENGTH = 3
     FINISHED_ABORTED = 4
+    FINISHED_ERROR = 5  # its own step failed (a constraint that broke, a row the model could not run)
 
     @property
     def is_finished(self) -> bool:
@@ -29,6 +30,7 @@ _FINISH_REASONS = {
     SequenceStatus.FINISHED_STOPPED: "stop",
     SequenceStatus.FINISHED_LENGTH: "length",
     SequenceStatus.FINISHED_ABORTED: "cancelled",
+    SequenceStatus.FINISHED_ERROR: "error",
 }
 
 
