@@ -95,6 +95,8 @@ class DockerHost:
             return
         if self.popen.poll() is None:
             self.remove_containers()
+            # The data root is kept as a cache: keep the tagged images, drop earlier builds' layers.
+            self.docker("image", "prune", "-f", check=False, timeout=300)
         containerd = self._containerd_pid()
         self.popen.send_signal(signal.SIGTERM)
         try:
