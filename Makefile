@@ -50,6 +50,18 @@ $(ACTIONLINT):
 test: install $(CHROMIUM) $(PROMETHEUS) $(ACTIONLINT) ## the whole suite (about 10 minutes)
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
+# The deployment files run for real (tests/deploy/live): the image built from the Dockerfile, the Compose
+# stack, the Heroku dynos. A dockerd of the test's own (Debian's docker.io, its own socket and data root,
+# no iptables) and stand-in base images made by debootstrap; needs root. CI runs it after `make test`.
+DEPLOY_TOOLS := /usr/sbin/dockerd /usr/bin/docker-compose /usr/sbin/debootstrap
+$(DEPLOY_TOOLS):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap
+
+.PHONY: test-deploy
+test-deploy: install $(DEPLOY_TOOLS)
+	$(PY) -m pytest -m deploy tests/deploy/live; rc=$$?; cat .cache/deploy/timings.json 2>/dev/null; \
+		if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
 # The third-party clients too slow for every `make test` (marked compat), against a real server.
 compat: install ## the slow third-party client tests
 	$(PY) -m pytest -m compat tests/e2e/clients

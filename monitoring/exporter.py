@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -68,7 +69,14 @@ def main() -> None:
     server = make_server(s.host, s.metrics_port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     log.info("metrics on http://%s:%d/metrics", s.host, s.metrics_port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    threading.Event().wait()
+    # As a container's PID 1 (Compose, Kubernetes) SIGTERM has no default action: without a handler the
+    # exporter ignored it, and `docker compose down` waited the whole stop timeout for its SIGKILL.
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    stopping.wait()
+    server.shutdown()
+    log.info("metrics exporter stopped")
 
 
 if __name__ == "__main__":

@@ -30,3 +30,19 @@ def test_heroku_yml_builds_the_image_and_runs_the_procfiles_commands() -> None:
     assert spec["build"]["docker"] == {"web": "Dockerfile", "worker": "Dockerfile"}
     procfile = dict(line.split(": ", 1) for line in (PROJECT_ROOT / "Procfile").read_text().splitlines())
     assert spec["run"] == {"web": procfile["web"], "worker": procfile["worker"]}
+
+
+def test_app_json_says_its_plans_are_paid() -> None:
+    # Heroku has no free plans: a deploy button that bills must say so, plan by plan.
+    app = json.loads((PROJECT_ROOT / "app.json").read_text())
+    plans = [a["plan"] for a in app["addons"]] + [f["size"] for f in app["formation"].values()]
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for plan in plans:
+        assert plan in app["description"] and plan in readme, plan
+    assert "paid" in app["description"].lower()
+
+
+def test_workers_hand_back_before_heroku_kills_them() -> None:
+    # The dyno manager SIGKILLs 30 s after SIGTERM; a worker drains DRAIN_TIMEOUT, then hands back.
+    app = json.loads((PROJECT_ROOT / "app.json").read_text())
+    assert int(app["env"]["DRAIN_TIMEOUT"]["value"]) + 10 <= 30
