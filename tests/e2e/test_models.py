@@ -266,16 +266,22 @@ def lay_out_hub_cache(cache_dir: Path, repo_id: str, files: Path) -> None:
         (repo / "refs" / "main").write_text(commit)
 
 
+def load_and_check_it_serves_second(url: str, cache_dir: Path, model_id: str, prompt: str) -> None:
+    """Load `model_id` on one worker and check it answers greedily as the second built-in model, whose
+    weights it was laid out with."""
+    resp = requests.post(f"{url}/v1/models/load", json={"model": model_id, "workers": 1}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    assert wait_state(url, model_id, "ready", 90)["state"] == "ready"
+    path = cache_dir / "models" / SECOND
+    second = (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
+    sub = submit(url, prompt=prompt, max_new_tokens=12, temperature=0, model=model_id)
+    assert stream_text(read_sse(sub["stream_url"])) == greedy_text(second, prompt, 12)
+
+
 def test_a_hub_model_in_the_cache_loads_by_its_id_offline(cluster: str, cache_dir: Path) -> None:
     url = cluster
     lay_out_hub_cache(cache_dir, HUB_ID, ensure_builtin_model(cache_dir, SECOND))
-    resp = requests.post(f"{url}/v1/models/load", json={"model": HUB_ID, "workers": 1}, timeout=10)
-    assert resp.status_code == 202, resp.text
-    assert wait_state(url, HUB_ID, "ready", 90)["state"] == "ready"
-    path = cache_dir / "models" / SECOND  # the same weights as the second built-in model
-    second = (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
-    sub = submit(url, prompt="from the hub", max_new_tokens=12, temperature=0, model=HUB_ID)
-    assert stream_text(read_sse(sub["stream_url"])) == greedy_text(second, "from the hub", 12)
+    load_and_check_it_serves_second(url, cache_dir, HUB_ID, "from the hub")
     # The API counts the prompt with the tokenizer it finds in CACHE_DIR/hub, as the worker loads it,
     # against the context the worker's heartbeat reports.
     wait_for(
@@ -307,12 +313,6 @@ def test_a_staged_model_is_served_by_its_id_with_its_hub_cache_gone(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     stage(STAGED_ID, Settings(cache_dir=cache_dir, device="cpu", dtype="fp32"), torch.float32, print)
     shutil.rmtree(cache_dir / "hub" / ("models--" + STAGED_ID.replace("/", "--")))
-    resp = requests.post(f"{url}/v1/models/load", json={"model": STAGED_ID, "workers": 1}, timeout=10)
-    assert resp.status_code == 202, resp.text
-    assert wait_state(url, STAGED_ID, "ready", 90)["state"] == "ready"
-    path = cache_dir / "models" / SECOND  # the same weights as the second built-in model
-    second = (AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval())
-    sub = submit(url, prompt="from the stage", max_new_tokens=12, temperature=0, model=STAGED_ID)
-    assert stream_text(read_sse(sub["stream_url"])) == greedy_text(second, "from the stage", 12)
+    load_and_check_it_serves_second(url, cache_dir, STAGED_ID, "from the stage")
     assert requests.post(f"{url}/v1/models/unload", json={"model": STAGED_ID}, timeout=10).status_code == 202
     wait_state(url, STAGED_ID, "unloaded", 60)

@@ -261,12 +261,29 @@ def test_the_timeline_shows_the_phases_in_order_and_follows_a_running_request(
     expect(page.locator("#timeline-steps li[data-kind=cancelled]")).to_have_count(1)
 
 
+def show_recorded_timeline(
+    tab: Tab, cluster: str, rid: str, steps: list[tuple[str, float, dict[str, Any]]], at: list[float]
+) -> Page:
+    """Open the timeline page of `rid` answered with these recorded steps and token times (seconds after
+    the request was created), one token per time; the page once it has drawn them."""
+    t0 = 1000.0
+    body = {
+        "id": rid, "model": BUILTIN, "status": "finished", "created_at": t0,
+        "tokens": [[i + 1, t0 + t, 1] for i, t in enumerate(at)],
+        "steps": [{"kind": kind, "at": t0 + t, **details} for kind, t, details in steps],
+    }  # fmt: skip
+    page = tab.page
+    page.route(f"{cluster}/v1/requests/{rid}/timeline", lambda route: route.fulfill(json=body))
+    tab.goto(f"/ui/requests/{rid}")
+    expect(page.locator("#timeline-summary [data-status]")).to_have_attribute("data-status", "finished")
+    return page
+
+
 def test_a_timeline_shows_a_hand_off_after_a_worker_died(cluster: str, open_tab: Callable[..., Tab]) -> None:
     """The page draws what the server records after a SIGKILL (as tests/e2e/test_recovery.py produces
     it): decoding on w1 until its last token, "worker lost" until the requeue, then decoding again on
     w2 from its first token; no prefill band for the resumed request, whose tokens were all sent."""
     rid = "f" * 32
-    t0 = 1000.0
     w1: dict[str, Any] = {"worker": "w1"}
     w2: dict[str, Any] = {"worker": "w2"}
     steps: list[tuple[str, float, dict[str, Any]]] = [
@@ -278,16 +295,7 @@ def test_a_timeline_shows_a_hand_off_after_a_worker_died(cluster: str, open_tab:
     ]  # fmt: skip
     # Tokens 1-20 on w1 from 0.2 s to 1.15 s, then 21-40 on w2 from 3.4 s.
     at = [0.2 + 0.05 * i for i in range(20)] + [3.4 + 0.08 * i for i in range(20)]
-    tokens = [[i + 1, t0 + t, 1] for i, t in enumerate(at)]
-    body = {
-        "id": rid, "model": BUILTIN, "status": "finished", "created_at": t0, "tokens": tokens,
-        "steps": [{"kind": kind, "at": t0 + t, **details} for kind, t, details in steps],
-    }  # fmt: skip
-    tab = open_tab(cluster)
-    page = tab.page
-    page.route(f"{cluster}/v1/requests/{rid}/timeline", lambda route: route.fulfill(json=body))
-    tab.goto(f"/ui/requests/{rid}")
-    expect(page.locator("#timeline-summary [data-status]")).to_have_attribute("data-status", "finished")
+    page = show_recorded_timeline(open_tab(cluster), cluster, rid, steps, at)
     track = page.locator("#timeline-track .band")
     classes = track.evaluate_all("bands => bands.map(b => b.className)")
     assert classes == [
@@ -321,7 +329,6 @@ def test_a_timeline_across_a_stop_shows_the_drain_in_time_order(
     steps come in the order Redis got them (w2's claim before the requeue), the page lists them by time,
     and the gap is "worker stopped", not "worker lost"."""
     rid = "e" * 32
-    t0 = 1000.0
     w1: dict[str, Any] = {"worker": "w1"}
     w2: dict[str, Any] = {"worker": "w2"}
     steps: list[tuple[str, float, dict[str, Any]]] = [
@@ -331,16 +338,7 @@ def test_a_timeline_across_a_stop_shows_the_drain_in_time_order(
         ("admitted", 60.2, {**w2, "step": 1}), ("finished", 62.0, {**w2, "finish_reason": "length"}),
     ]  # fmt: skip
     at = [0.2 + 0.1 * i for i in range(24)] + [60.4 + 0.1 * i for i in range(16)]  # w1 decodes to 2.5 s
-    body = {
-        "id": rid, "model": BUILTIN, "status": "finished", "created_at": t0,
-        "tokens": [[i + 1, t0 + t, 1] for i, t in enumerate(at)],
-        "steps": [{"kind": kind, "at": t0 + t, **details} for kind, t, details in steps],
-    }  # fmt: skip
-    tab = open_tab(cluster)
-    page = tab.page
-    page.route(f"{cluster}/v1/requests/{rid}/timeline", lambda route: route.fulfill(json=body))
-    tab.goto(f"/ui/requests/{rid}")
-    expect(page.locator("#timeline-summary [data-status]")).to_have_attribute("data-status", "finished")
+    page = show_recorded_timeline(open_tab(cluster), cluster, rid, steps, at)
     kinds = page.locator("#timeline-steps li").evaluate_all("items => items.map(i => i.dataset.kind)")
     assert kinds == [
         "submitted", "claimed", "admitted", "first_token", "draining", "requeued", "claimed", "admitted",
