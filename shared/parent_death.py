@@ -16,14 +16,15 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask for `sig` when the parent exits; if it is already gone (we were orphaned before asking), send it
-    to ourselves now."""
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
+    """Ask for `sig` when the parent exits. `parent` is the pid the caller knows its parent by (a forked
+    child: the pid before the fork); if the parent is no longer it (it died before we asked), send `sig`
+    to ourselves now. A parent of pid 1 is no sign of an orphan: in a container the launcher is pid 1."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
+    expected = os.getppid() if parent is None else parent
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    if parent == 1 or os.getppid() != parent:
+    if os.getppid() != expected:
         os.kill(os.getpid(), sig)

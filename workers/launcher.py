@@ -59,13 +59,14 @@ class Launcher:
         return 0
 
     def _fork_worker(self) -> int:
+        launcher = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             # The launcher stops its worker before it leaves; if it dies without doing so, so does the worker
             # (its requests come back through their expired leases), rather than serving on as an orphan.
-            die_with_parent(signal.SIGKILL)
+            die_with_parent(signal.SIGKILL, parent=launcher)
             node = f"worker-{os.getpid()}@{socket.gethostname()}"
             try:
                 app.worker_main(["worker", *self.argv, f"--hostname={node}"])
