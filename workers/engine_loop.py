@@ -7,7 +7,6 @@ a call that needs the model to itself).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -16,11 +15,12 @@ from collections.abc import Callable
 
 import redis
 
-from shared import bus, lifecycle, logs, metrics, timeline
+from shared import bus, logs
 from shared.messages import FinishReason, GenerationRequest, Usage
 from shared.redact import redact
 from shared.settings import Settings
 from workers.engine import LLMEngine, SamplingOptions, SequenceStatus, StepOutput, TokenConstraint
+from workers.hand_back import hand_back
 from workers.liveness import Liveness
 from workers.request_stream import ActiveRequest, StreamWrites
 from workers.token_text import TokenText
@@ -125,23 +125,7 @@ class EngineLoop:
         for active in list(self._active.values()):
             self.engine.abort(active.request_id)
             self._active.pop(active.request_id, None)
-            result = lifecycle.requeue(
-                self.redis,
-                active.request,
-                holder=self.worker_id,
-                max_attempts=self.settings.max_attempts,
-                ttl_s=self.settings.stream_ttl_s,
-            )
-            if result == "requeued":
-                # The step before the task: the worker that takes it records "claimed" after this.
-                with contextlib.suppress(redis.RedisError):
-                    timeline.record(self.redis, active.request_id, "requeued", self.settings.stream_ttl_s,
-                                    reason="handed back", worker=self.worker_id)  # fmt: skip
-                self.enqueue(active.request)
-                with contextlib.suppress(redis.RedisError):
-                    metrics.count_requeue(self.redis, active.request.model, self.worker_id, "handed_back")
-            log.info("handed %s back to the queue (%s)", active.request_id, result,
-                     extra=logs.about(active.request_id))  # fmt: skip
+            hand_back(self.redis, active.request, self.settings, self.worker_id, self.enqueue)
             active.done.set()
 
     # --- a step's results ---
